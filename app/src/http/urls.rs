@@ -1,0 +1,213 @@
+//! `/urls`: create, list, read, change and delete links, and their click
+//! statistics.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{ApiError, ErrorBody};
+use super::extract::{empty_as_none, flag, nullable, JsonObject, Paging, Path, Query};
+use super::AppState;
+use crate::links::LinkRequest;
+use crate::store::{DayCount, Link, LinkFilter, LinkPatch, ReferrerCount};
+
+/// A link as the API returns it: the stored link and its short URL.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UrlView {
+    /// The stored link.
+    #[serde(flatten)]
+    pub link: Link,
+    /// The public URL that redirects.
+    pub short_url: String,
+}
+
+/// Body of `POST /urls`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateUrl {
+    /// Owner.
+    pub user_id: i64,
+    /// Absolute http(s) URL, at most 2,048 bytes.
+    pub original_url: String,
+    /// Free-form title.
+    pub title: Option<String>,
+    /// Custom code: 3 to 64 characters of `[A-Za-z0-9_-]`.
+    pub short_code: Option<String>,
+    /// After this time (RFC 3339) the link answers 410 Gone.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The link serves this many redirects, then answers 410 Gone.
+    #[schema(minimum = 1)]
+    pub max_visits: Option<i64>,
+    /// 301, 302 (default), 307 or 308.
+    pub redirect_status: Option<i32>,
+}
+
+/// Body of `PUT /urls/{id}`; absent fields keep their value, `null` clears
+/// the nullable ones.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UpdateUrl {
+    /// New target URL.
+    pub original_url: Option<String>,
+    /// New title.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub title: Option<Option<String>>,
+    /// Activate or deactivate.
+    pub is_active: Option<bool>,
+    /// New expiry.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+    /// New visit limit.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<i64>, minimum = 1)]
+    pub max_visits: Option<Option<i64>>,
+    /// New redirect status.
+    pub redirect_status: Option<i32>,
+}
+
+/// Filters of `GET /urls`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UrlQuery {
+    /// Only links of this user.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    #[param(value_type = Option<i64>)]
+    pub user_id: Option<i64>,
+    /// Only active (`true`) or inactive (`false`) links.
+    #[serde(default, deserialize_with = "flag")]
+    #[param(value_type = Option<bool>)]
+    pub is_active: Option<bool>,
+    /// Paging.
+    #[serde(flatten)]
+    #[param(ignore)]
+    pub paging: Paging,
+}
+
+/// Click statistics of a link.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UrlStats {
+    /// The link.
+    pub url_id: i64,
+    /// Its short code.
+    pub short_code: String,
+    /// Clicks served and stored.
+    pub total_clicks: i64,
+    /// Clicks per day (UTC), oldest first.
+    pub clicks_per_day: Vec<DayCount>,
+    /// The most frequent referrers, most clicks first.
+    pub top_referrers: Vec<ReferrerCount>,
+}
+
+impl AppState {
+    fn view(&self, link: Link) -> UrlView {
+        let short_url = format!("{}/{}", self.public_base(), link.short_code);
+        UrlView { link, short_url }
+    }
+}
+
+/// Creates a link with a generated or custom short code.
+#[utoipa::path(post, path = "/urls", tag = "urls", request_body = CreateUrl,
+    responses((status = 201, body = UrlView), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 422, body = ErrorBody)))]
+pub async fn create_url(
+    State(state): State<AppState>,
+    JsonObject(body): JsonObject<CreateUrl>,
+) -> Result<(StatusCode, Json<UrlView>), ApiError> {
+    let link = state
+        .links
+        .create_link(LinkRequest {
+            user_id: Some(body.user_id),
+            original_url: body.original_url,
+            title: body.title,
+            short_code: body.short_code,
+            expires_at: body.expires_at,
+            max_visits: body.max_visits,
+            redirect_status: body.redirect_status,
+            is_active: None,
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(state.view(link))))
+}
+
+/// Lists links by id.
+#[utoipa::path(get, path = "/urls", tag = "urls", params(UrlQuery, Paging),
+    responses((status = 200, body = [UrlView]), (status = 400, body = ErrorBody)))]
+pub async fn list_urls(
+    State(state): State<AppState>,
+    Query(query): Query<UrlQuery>,
+) -> Result<Json<Vec<UrlView>>, ApiError> {
+    let filter = LinkFilter {
+        user_id: query.user_id,
+        is_active: query.is_active,
+    };
+    let links = state.store().links(&filter, query.paging.page()?).await?;
+    Ok(Json(links.into_iter().map(|l| state.view(l)).collect()))
+}
+
+/// Reads a link.
+#[utoipa::path(get, path = "/urls/{id}", tag = "urls", params(("id" = i64, Path)),
+    responses((status = 200, body = UrlView), (status = 404, body = ErrorBody)))]
+pub async fn get_url(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<UrlView>, ApiError> {
+    let link = state.store().link(id).await?;
+    let link = link.ok_or_else(|| ApiError::not_found(format!("url {id} does not exist")))?;
+    Ok(Json(state.view(link)))
+}
+
+/// Changes a link's target, title, state or limits.
+#[utoipa::path(put, path = "/urls/{id}", tag = "urls", params(("id" = i64, Path)),
+    request_body = UpdateUrl,
+    responses((status = 200, body = UrlView), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn update_url(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    JsonObject(body): JsonObject<UpdateUrl>,
+) -> Result<Json<UrlView>, ApiError> {
+    let patch = LinkPatch {
+        original_url: body.original_url,
+        title: body.title,
+        is_active: body.is_active,
+        redirect_status: body.redirect_status,
+        expires_at: body.expires_at,
+        max_visits: body.max_visits,
+    };
+    let link = state.links.update_link(id, patch).await?;
+    Ok(Json(state.view(link)))
+}
+
+/// Deletes a link; its short code becomes free and its analytics are kept.
+#[utoipa::path(delete, path = "/urls/{id}", tag = "urls", params(("id" = i64, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete_url(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, ApiError> {
+    state.links.delete_link(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Click statistics of a link.
+#[utoipa::path(get, path = "/urls/{id}/stats", tag = "urls", params(("id" = i64, Path)),
+    responses((status = 200, body = UrlStats), (status = 404, body = ErrorBody)))]
+pub async fn url_stats(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<UrlStats>, ApiError> {
+    let link = state.store().link(id).await?;
+    let link = link.ok_or_else(|| ApiError::not_found(format!("url {id} does not exist")))?;
+    let (clicks_per_day, top_referrers) = state.store().click_stats(id).await?;
+    Ok(Json(UrlStats {
+        url_id: link.id,
+        short_code: link.short_code,
+        total_clicks: clicks_per_day.iter().map(|d| d.clicks).sum(),
+        clicks_per_day,
+        top_referrers,
+    }))
+}

@@ -1,0 +1,227 @@
+//! Events: the durable history of what happened to links, clicks included.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::types::Json;
+use utoipa::ToSchema;
+
+use super::{on_pool, Backend, Page, Store, StoreError};
+
+/// An event as stored and as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, ToSchema)]
+pub struct Event {
+    /// Identifier.
+    pub id: i64,
+    /// The link the event belongs to.
+    pub url_id: i64,
+    /// The user who caused it, when known.
+    pub user_id: Option<i64>,
+    /// `created`, `updated`, `deleted`, `click`, `expired`, or a client's own name.
+    pub event_type: String,
+    /// When it happened.
+    pub timestamp: DateTime<Utc>,
+    /// A JSON object with what else is known.
+    #[schema(value_type = Object)]
+    pub details: Json<Value>,
+}
+
+/// An event to insert.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// Requested id (imports); the database picks one when absent.
+    pub id: Option<i64>,
+    /// The link.
+    pub url_id: i64,
+    /// The user, when known.
+    pub user_id: Option<i64>,
+    /// Event type.
+    pub event_type: String,
+    /// When it happened.
+    pub timestamp: DateTime<Utc>,
+    /// A JSON object.
+    pub details: Value,
+}
+
+/// Filters of the event listing.
+#[derive(Debug, Default, Clone)]
+pub struct EventFilter {
+    /// Only events of this link.
+    pub url_id: Option<i64>,
+    /// Only events of this user.
+    pub user_id: Option<i64>,
+    /// Only events of this type.
+    pub event_type: Option<String>,
+}
+
+/// Clicks on one day (UTC).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, ToSchema)]
+pub struct DayCount {
+    /// The day, `YYYY-MM-DD`.
+    pub day: String,
+    /// Clicks served that day.
+    pub clicks: i64,
+}
+
+/// Clicks that came from one referrer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, ToSchema)]
+pub struct ReferrerCount {
+    /// The `Referer` the clicks carried.
+    pub referrer: String,
+    /// Clicks with that referrer.
+    pub clicks: i64,
+}
+
+const EVENT_COLUMNS: &str = "id, url_id, user_id, event_type, timestamp, details";
+
+/// How many referrers the statistics list.
+const TOP_REFERRERS: i64 = 10;
+
+impl Store {
+    /// Inserts one event.
+    pub async fn insert_event(&self, new: &NewEvent) -> Result<Event, StoreError> {
+        let _guard = self.write_guard().await;
+        let sql = format!(
+            "INSERT INTO events (url_id, user_id, event_type, timestamp, details) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING {EVENT_COLUMNS}"
+        );
+        let event = on_pool!(self, |pool| {
+            sqlx::query_as::<_, Event>(&sql)
+                .bind(new.url_id)
+                .bind(new.user_id)
+                .bind(&new.event_type)
+                .bind(new.timestamp)
+                .bind(Json(&new.details))
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(event)
+    }
+
+    /// Looks up an event.
+    pub async fn event(&self, id: i64) -> Result<Option<Event>, StoreError> {
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = $1");
+        let event = on_pool!(self, |pool| {
+            sqlx::query_as::<_, Event>(&sql)
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(event)
+    }
+
+    /// Lists events by id.
+    pub async fn events(&self, filter: &EventFilter, page: Page) -> Result<Vec<Event>, StoreError> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE ($1 IS NULL OR url_id = $1) \
+             AND ($2 IS NULL OR user_id = $2) AND ($3 IS NULL OR event_type = $3) \
+             ORDER BY id LIMIT $4 OFFSET $5"
+        );
+        let events = on_pool!(self, |pool| {
+            sqlx::query_as::<_, Event>(&sql)
+                .bind(filter.url_id)
+                .bind(filter.user_id)
+                .bind(filter.event_type.as_deref())
+                .bind(page.limit)
+                .bind(page.offset)
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(events)
+    }
+
+    /// Click statistics of a link: clicks per day (oldest first) and the top
+    /// referrers.
+    pub async fn click_stats(
+        &self,
+        url_id: i64,
+    ) -> Result<(Vec<DayCount>, Vec<ReferrerCount>), StoreError> {
+        let (day, referrer) = match self.backend() {
+            Backend::Sqlite => (
+                "substr(timestamp, 1, 10)",
+                "json_extract(details, '$.referrer')",
+            ),
+            Backend::Postgres => (
+                "to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+                "details->>'referrer'",
+            ),
+        };
+        let days_sql = format!(
+            "SELECT {day} AS day, COUNT(*) AS clicks FROM events \
+             WHERE url_id = $1 AND event_type = 'click' GROUP BY 1 ORDER BY 1"
+        );
+        let referrers_sql = format!(
+            "SELECT {referrer} AS referrer, COUNT(*) AS clicks FROM events \
+             WHERE url_id = $1 AND event_type = 'click' AND {referrer} IS NOT NULL \
+             GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $2"
+        );
+        let stats = on_pool!(self, |pool| {
+            let days = sqlx::query_as::<_, DayCount>(&days_sql)
+                .bind(url_id)
+                .fetch_all(pool)
+                .await?;
+            let referrers = sqlx::query_as::<_, ReferrerCount>(&referrers_sql)
+                .bind(url_id)
+                .bind(TOP_REFERRERS)
+                .fetch_all(pool)
+                .await?;
+            (days, referrers)
+        });
+        Ok(stats)
+    }
+}
+
+/// A served redirect, as the click writer stores it.
+#[derive(Debug, Clone)]
+pub struct ClickRow {
+    /// The link that was clicked.
+    pub url_id: i64,
+    /// When the redirect was served.
+    pub timestamp: DateTime<Utc>,
+    /// Referrer, anonymised client and user agent.
+    pub details: Value,
+    /// Whether the link's click count already includes this click (links with
+    /// a visit limit are counted at redirect time).
+    pub counted: bool,
+}
+
+impl Store {
+    /// Stores a batch of clicks as `click` events and adds them to their links'
+    /// click counts, in one transaction with one multi-row insert and one
+    /// folded update.
+    pub(crate) async fn insert_clicks(&self, clicks: &[ClickRow]) -> Result<(), StoreError> {
+        if clicks.is_empty() {
+            return Ok(());
+        }
+        let mut per_link: std::collections::BTreeMap<i64, i64> = Default::default();
+        for click in clicks.iter().filter(|c| !c.counted) {
+            *per_link.entry(click.url_id).or_default() += 1;
+        }
+        let _guard = self.write_guard().await;
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO events (url_id, event_type, timestamp, details) ",
+            );
+            insert.push_values(clicks, |mut row, click| {
+                row.push_bind(click.url_id)
+                    .push_bind("click")
+                    .push_bind(click.timestamp)
+                    .push_bind(Json(&click.details));
+            });
+            insert.build().execute(&mut *tx).await?;
+            if !per_link.is_empty() {
+                let mut update = sqlx::QueryBuilder::new(
+                    "UPDATE links SET click_count = click_count + v.column2 FROM (",
+                );
+                update.push_values(&per_link, |mut row, (id, n)| {
+                    row.push_bind(*id).push_bind(*n);
+                });
+                update.push(") AS v WHERE links.id = v.column1");
+                update.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+}

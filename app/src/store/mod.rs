@@ -1,0 +1,227 @@
+//! Persistence for users, links and events, on SQLite (the embedded default) or
+//! PostgreSQL, with the same queries and the same behaviour on both.
+
+mod events;
+mod import;
+mod links;
+mod users;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use tokio::sync::{Mutex, MutexGuard};
+
+pub use events::{ClickRow, DayCount, Event, EventFilter, NewEvent, ReferrerCount};
+pub use import::{ImportEvent, ImportLink, ImportUser, RowOutcome};
+pub use links::{Link, LinkFilter, LinkPatch, LinkTarget, NewLink};
+pub use users::{Upserted, User, UserPatch, UserUpsert};
+
+/// How long a request waits for a pooled connection before the store counts as
+/// unavailable: long enough to ride out a burst, short enough that callers get a
+/// clear 503 instead of hanging.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long SQLite waits on a lock held by another connection before giving up.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Failures of the store, sorted by what the caller can do about them.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or has no free connection.
+    #[error("database is unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// A statement failed for another reason.
+    #[error("database query failed")]
+    Query(#[source] sqlx::Error),
+    /// A unique constraint refused the row.
+    #[error("row conflicts with an existing one")]
+    Conflict(#[source] sqlx::Error),
+    /// A referenced row does not exist.
+    #[error("referenced row does not exist")]
+    MissingReference(#[source] sqlx::Error),
+    /// Connecting or migrating at start-up failed.
+    #[error("database setup failed")]
+    Setup(#[source] sqlx::Error),
+    /// Applying migrations failed.
+    #[error("database migration failed")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(error),
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                StoreError::MissingReference(error)
+            }
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(error),
+            _ => StoreError::Query(error),
+        }
+    }
+}
+
+/// Which database engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite in a file (or in memory).
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+#[derive(Clone)]
+pub(crate) enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same code against whichever pool the store holds; the body is
+/// type-checked once per backend.
+macro_rules! on_pool {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match &$store.pool {
+            $crate::store::Pool::Sqlite($pool) => $body,
+            $crate::store::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// A handle on the database, cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) pool: Pool,
+    /// SQLite allows one writer at a time; taking this lock before a write
+    /// transaction turns lock contention into a queue instead of busy errors.
+    sqlite_writes: Arc<Mutex<()>>,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl Store {
+    /// Connects to `database_url`: `postgres://…` or `postgresql://…` for
+    /// PostgreSQL, `sqlite:…` for SQLite (the file is created when missing).
+    pub async fn connect(database_url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        let pool = if database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://")
+        {
+            let options = PgConnectOptions::from_str(database_url).map_err(StoreError::Setup)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_lazy_with(options);
+            Pool::Postgres(pool)
+        } else {
+            let options = SqliteConnectOptions::from_str(database_url)
+                .map_err(StoreError::Setup)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .foreign_keys(true)
+                .busy_timeout(SQLITE_BUSY_TIMEOUT);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_with(options)
+                .await
+                .map_err(StoreError::Setup)?;
+            Pool::Sqlite(pool)
+        };
+        Ok(Store {
+            pool,
+            sqlite_writes: Arc::new(Mutex::new(())),
+        })
+    }
+
+    /// The engine behind this store.
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Applies pending migrations. On PostgreSQL the migrator holds an advisory
+    /// lock, so replicas starting together apply each migration once.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.pool {
+            Pool::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await,
+            Pool::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
+        }
+        .map_err(StoreError::Migrate)
+    }
+
+    /// Answers whether the database takes queries right now.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_pool!(self, |pool| {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Runs one statement outside any transaction, such as `CREATE DATABASE`;
+    /// for administration and tests, never with user input.
+    pub async fn execute_admin(&self, sql: &str) -> Result<(), StoreError> {
+        on_pool!(self, |pool| {
+            sqlx::query(sql).execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Connections in use and idle, for metrics.
+    pub fn pool_usage(&self) -> (u32, usize) {
+        on_pool!(self, |pool| (pool.size(), pool.num_idle()))
+    }
+
+    /// Closes every connection; used on shutdown.
+    pub async fn close(&self) {
+        on_pool!(self, |pool| pool.close().await)
+    }
+
+    /// Serialises writers on SQLite; a no-op on PostgreSQL.
+    pub(crate) async fn write_guard(&self) -> Option<MutexGuard<'_, ()>> {
+        match self.pool {
+            Pool::Sqlite(_) => Some(self.sqlite_writes.lock().await),
+            Pool::Postgres(_) => None,
+        }
+    }
+
+    /// Moves id sequences past the largest id of each table, after rows were
+    /// inserted with explicit ids. SQLite's AUTOINCREMENT does this by itself.
+    pub async fn advance_id_sequences(&self) -> Result<(), StoreError> {
+        if let Pool::Postgres(pool) = &self.pool {
+            for table in ["users", "links", "events"] {
+                sqlx::query(&advance_sequence_sql(table))
+                    .execute(pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Offset and limit of one page of a listing.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    /// Rows to skip.
+    pub offset: i64,
+    /// Rows to return at most.
+    pub limit: i64,
+}
+
+/// PostgreSQL statement that moves `table`'s id sequence to its largest id, so
+/// that rows inserted with explicit ids never collide with later inserts.
+pub(crate) fn advance_sequence_sql(table: &str) -> String {
+    format!(
+        "SELECT setval(pg_get_serial_sequence('{table}', 'id'), \
+         GREATEST((SELECT COALESCE(MAX(id), 0) FROM {table}), 1), \
+         (SELECT COUNT(*) > 0 FROM {table}))"
+    )
+}
