@@ -9,7 +9,7 @@ use crate::telemetry::LogFormat;
 
 /// Kadi: a URL shortener built to survive production.
 #[derive(Debug, Parser)]
-#[command(name = "kadi", version, about, args_conflicts_with_subcommands = true)]
+#[command(name = "kadi", version, about)]
 pub struct Cli {
     /// Database and logging, shared by every command.
     #[command(flatten)]

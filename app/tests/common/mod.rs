@@ -128,6 +128,7 @@ pub struct TestApp {
     pub base: String,
     pub client: Client,
     pub store: Store,
+    pub state: kadi::http::AppState,
     pub db: TestDb,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
@@ -145,6 +146,7 @@ pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Options)) -> 
     let mut options = Options::new("http://sho.rt.test".parse().expect("url"));
     adjust(&mut options);
     let service = Service::start(store.clone(), options);
+    let state = service.state.clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(service.run(
         listener,
@@ -160,6 +162,7 @@ pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Options)) -> 
             .build()
             .expect("client"),
         store,
+        state,
         db,
         stop: Some(stop),
         task: Some(task),

@@ -1,0 +1,207 @@
+//! The `kadi` binary itself: it starts on the embedded default, says where it
+//! listens, drains its click queue on SIGTERM, and imports CSV exports.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kadi::store::{Backend, EventFilter, Page};
+use serde_json::{json, Value};
+
+fn kadi() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kadi"));
+    command.env_remove("DATABASE_URL").env_remove("REDIS_URL");
+    command
+}
+
+/// Reads the log until the line that says where Kadi listens, then keeps
+/// collecting the rest of the log in the background.
+fn listening_url(
+    stderr: impl std::io::Read + Send + 'static,
+) -> (String, std::thread::JoinHandle<Vec<String>>) {
+    let mut lines = BufReader::new(stderr).lines();
+    for line in lines.by_ref() {
+        let line = line.expect("log line");
+        let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if entry["message"] == "Kadi is listening" {
+            let url = entry["url"].as_str().expect("url field").to_owned();
+            let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect());
+            return (url, rest);
+        }
+    }
+    panic!("kadi exited without saying where it listens");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_every_queued_click() {
+    let db = common::TestDb::new(Backend::Sqlite).await;
+    let mut child = kadi()
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--database-url",
+            &db.url,
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kadi");
+    let stderr = child.stderr.take().unwrap();
+    let (base, log) = tokio::task::spawn_blocking(move || listening_url(stderr))
+        .await
+        .unwrap();
+
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let user: Value = client
+        .post(format!("{base}/users"))
+        .json(&json!({"username": "ann", "email": "ann@example.com"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url: Value = client
+        .post(format!("{base}/urls"))
+        .json(&json!({"user_id": user["id"], "original_url": "https://example.com/"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let path = format!("{base}/{}", url["short_code"].as_str().unwrap());
+    let mut served = 0;
+    for _ in 0..300 {
+        if client.get(&path).send().await.unwrap().status() == reqwest::StatusCode::FOUND {
+            served += 1;
+        }
+    }
+    assert_eq!(served, 300);
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "kadi did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let log = log.join().unwrap().join("\n");
+    assert!(exit.success(), "kadi exited with {exit}:\n{log}");
+    assert!(log.contains("Click queue drained"), "{log}");
+
+    let store = db.store().await;
+    let filter = EventFilter {
+        event_type: Some("click".into()),
+        ..EventFilter::default()
+    };
+    let clicks = store
+        .events(
+            &filter,
+            Page {
+                offset: 0,
+                limit: 1_000,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        clicks.len(),
+        served,
+        "every served redirect has its click stored"
+    );
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_command_reports_and_is_safe_to_run_twice() {
+    let db = common::TestDb::new(Backend::Sqlite).await;
+    let data = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
+    let run = || {
+        kadi()
+            .args(["--database-url", &db.url, "--log-format", "text", "import"])
+            .arg("--users")
+            .arg(data.join("users.csv"))
+            .arg("--urls")
+            .arg(data.join("urls.csv"))
+            .arg("--events")
+            .arg(data.join("events.csv"))
+            .output()
+            .expect("run kadi import")
+    };
+    let first = run();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let report = String::from_utf8(first.stdout).unwrap();
+    assert!(
+        report.contains("users: 400 read, 399 imported, 0 already present, 1 skipped"),
+        "{report}"
+    );
+    assert!(report.contains("line 274"), "{report}");
+    assert!(
+        report.contains("urls: 2000 read, 2000 imported"),
+        "{report}"
+    );
+    assert!(
+        report.contains("events: 3422 read, 3422 imported"),
+        "{report}"
+    );
+
+    let second = run();
+    assert!(second.status.success());
+    let report = String::from_utf8(second.stdout).unwrap();
+    assert!(
+        report.contains("urls: 2000 read, 0 imported, 2000 already present"),
+        "{report}"
+    );
+
+    let missing = kadi()
+        .args([
+            "--database-url",
+            &db.url,
+            "import",
+            "--users",
+            "/nonexistent.csv",
+        ])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("nonexistent.csv"));
+}
+
+#[test]
+fn help_explains_every_option() {
+    let output = kadi().arg("--help").output().unwrap();
+    let help = String::from_utf8(output.stdout).unwrap();
+    for flag in [
+        "--listen",
+        "--database-url",
+        "--redis-url",
+        "--public-url",
+        "[env: KADI_LISTEN=",
+        "migrate",
+        "import",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
+    }
+}
