@@ -1,24 +1,59 @@
 //! Prometheus metrics of the `kadi` binary, registered once and handed to the
-//! parts that record them as ready-made handles.
+//! parts that record them as ready-made handles, so that hot paths do no label
+//! lookup. Every metric is listed in `docs/monitoring.md`.
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::core::Collector;
+use prometheus::{
+    Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Latency buckets in seconds, from 50 µs for a cached redirect to 5 s for a
+/// request stuck behind a database outage.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0,
+];
 
 /// Every metric `kadi` exports.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    /// `kadi_http_request_duration_seconds{route,method,status}`.
+    pub http_requests: HistogramVec,
     /// Redirect outcomes, one handle per result.
     pub redirects: RedirectCounters,
-    /// Clicks dropped because the queue was full or the writer gave up.
+    /// Cache lookups, one handle per tier and result.
+    pub cache: CacheCounters,
+    /// Entries in the local cache tier.
+    pub cache_entries: IntGauge,
+    /// Clicks dropped because the queue was full or storing failed for good.
     pub clicks_dropped: IntCounter,
     /// Clicks stored by the batch writer.
     pub clicks_written: IntCounter,
     /// Clicks waiting in the queue.
     pub click_queue_depth: IntGauge,
+    /// Capacity of the click queue.
+    pub click_queue_capacity: IntGauge,
+    /// Database connections by state (`in_use`, `idle`).
+    pub db_connections: IntGaugeVec,
+    /// Configured maximum of database connections.
+    pub db_max_connections: IntGauge,
+    /// Store operations waiting for a database connection.
+    pub db_waiting: IntGauge,
+    /// 1 while the database answers the periodic probe, 0 otherwise.
+    pub db_up: IntGauge,
+    /// 1 while Redis answers, 0 while it does not; absent without Redis.
+    pub redis_up: IntGauge,
+    /// Redis commands that failed or timed out.
+    pub redis_errors: IntCounter,
+    /// 1 while this replica receives cache invalidations from other replicas.
+    pub invalidation_subscribed: IntGauge,
+    /// Seconds since the Unix epoch when the process started.
+    pub start_time: Gauge,
 }
 
-/// `kadi_redirects_total` split by result, resolved once so that the hot path
-/// does no label lookup.
+/// `kadi_redirects_total` split by result.
 #[derive(Clone)]
 pub struct RedirectCounters {
     /// A redirect was served.
@@ -33,40 +68,113 @@ pub struct RedirectCounters {
     pub limited: IntCounter,
 }
 
+/// `kadi_cache_lookups_total` split by tier and result.
+#[derive(Clone)]
+pub struct CacheCounters {
+    /// Local tier: a link was cached.
+    pub local_hit: IntCounter,
+    /// Local tier: the code was cached as unknown.
+    pub local_negative_hit: IntCounter,
+    /// Local tier: nothing cached.
+    pub local_miss: IntCounter,
+    /// Redis: a link was cached.
+    pub redis_hit: IntCounter,
+    /// Redis: the code was cached as unknown.
+    pub redis_negative_hit: IntCounter,
+    /// Redis: nothing cached.
+    pub redis_miss: IntCounter,
+    /// Redis: the lookup failed or timed out.
+    pub redis_error: IntCounter,
+    /// Redis: skipped because the circuit breaker is open.
+    pub redis_skipped: IntCounter,
+}
+
+fn register<C: Collector + Clone + 'static>(registry: &Registry, collector: C) -> C {
+    registry
+        .register(Box::new(collector.clone()))
+        .expect("each metric is registered once");
+    collector
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    register(registry, IntCounter::new(name, help).expect("valid metric"))
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    register(registry, IntGauge::new(name, help).expect("valid metric"))
+}
+
 impl Metrics {
     /// Registers every metric in a fresh registry.
     pub fn new() -> Metrics {
         let registry = Registry::new();
-        let redirects = IntCounterVec::new(
-            Opts::new("kadi_redirects_total", "Redirect requests by result."),
-            &["result"],
-        )
-        .expect("valid metric");
-        let clicks_dropped = IntCounter::new(
-            "kadi_clicks_dropped_total",
-            "Clicks not stored because the click queue was full or storing failed for good.",
-        )
-        .expect("valid metric");
-        let clicks_written = IntCounter::new(
-            "kadi_clicks_written_total",
-            "Clicks stored by the batch writer.",
-        )
-        .expect("valid metric");
-        let click_queue_depth =
-            IntGauge::new("kadi_click_queue_depth", "Clicks waiting to be stored.")
-                .expect("valid metric");
-        for collector in [
-            Box::new(redirects.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(clicks_dropped.clone()),
-            Box::new(clicks_written.clone()),
-            Box::new(click_queue_depth.clone()),
-        ] {
-            registry
-                .register(collector)
-                .expect("metric registered once");
-        }
-        let redirect = |result: &'static str| redirects.with_label_values(&[result]);
+        let http_requests = register(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "kadi_http_request_duration_seconds",
+                    "Time to answer HTTP requests, by route template, method and status class.",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["route", "method", "status"],
+            )
+            .expect("valid metric"),
+        );
+        let redirects = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new("kadi_redirects_total", "Redirect requests by result."),
+                &["result"],
+            )
+            .expect("valid metric"),
+        );
+        let lookups = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "kadi_cache_lookups_total",
+                    "Link cache lookups by tier and result.",
+                ),
+                &["tier", "result"],
+            )
+            .expect("valid metric"),
+        );
+        let db_connections = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new("kadi_db_connections", "Database connections by state."),
+                &["state"],
+            )
+            .expect("valid metric"),
+        );
+        let build_info = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "kadi_build_info",
+                    "Always 1; labels name the running build.",
+                ),
+                &["version"],
+            )
+            .expect("valid metric"),
+        );
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        let start_time = register(
+            &registry,
+            Gauge::new(
+                "kadi_start_time_seconds",
+                "When the process started, in seconds since the Unix epoch.",
+            )
+            .expect("valid metric"),
+        );
+        start_time.set(chrono::Utc::now().timestamp() as f64);
+
+        let redirect = |result: &str| redirects.with_label_values(&[result]);
+        let lookup = |tier: &str, result: &str| lookups.with_label_values(&[tier, result]);
         Metrics {
+            http_requests,
             redirects: RedirectCounters {
                 served: redirect("served"),
                 not_found: redirect("not_found"),
@@ -74,10 +182,74 @@ impl Metrics {
                 expired: redirect("expired"),
                 limited: redirect("limited"),
             },
+            cache: CacheCounters {
+                local_hit: lookup("local", "hit"),
+                local_negative_hit: lookup("local", "negative_hit"),
+                local_miss: lookup("local", "miss"),
+                redis_hit: lookup("redis", "hit"),
+                redis_negative_hit: lookup("redis", "negative_hit"),
+                redis_miss: lookup("redis", "miss"),
+                redis_error: lookup("redis", "error"),
+                redis_skipped: lookup("redis", "skipped"),
+            },
+            cache_entries: gauge(
+                &registry,
+                "kadi_cache_entries",
+                "Entries in the local link cache.",
+            ),
+            clicks_dropped: counter(
+                &registry,
+                "kadi_clicks_dropped_total",
+                "Clicks not stored because the click queue was full or storing failed for good.",
+            ),
+            clicks_written: counter(
+                &registry,
+                "kadi_clicks_written_total",
+                "Clicks stored by the batch writer.",
+            ),
+            click_queue_depth: gauge(
+                &registry,
+                "kadi_click_queue_depth",
+                "Clicks waiting to be stored.",
+            ),
+            click_queue_capacity: gauge(
+                &registry,
+                "kadi_click_queue_capacity",
+                "Clicks the queue holds before it drops new ones.",
+            ),
+            db_max_connections: gauge(
+                &registry,
+                "kadi_db_max_connections",
+                "Most database connections this process opens.",
+            ),
+            db_waiting: gauge(
+                &registry,
+                "kadi_db_waiting_operations",
+                "Store operations in flight beyond the open connections, waiting for one.",
+            ),
+            db_up: gauge(
+                &registry,
+                "kadi_db_up",
+                "1 while the database answers the periodic probe, 0 otherwise.",
+            ),
+            redis_up: gauge(
+                &registry,
+                "kadi_redis_up",
+                "1 while Redis answers, 0 while it does not (always 0 without Redis).",
+            ),
+            redis_errors: counter(
+                &registry,
+                "kadi_redis_errors_total",
+                "Redis commands that failed or timed out.",
+            ),
+            invalidation_subscribed: gauge(
+                &registry,
+                "kadi_cache_invalidation_subscribed",
+                "1 while this replica receives cache invalidations from the others.",
+            ),
+            db_connections,
+            start_time,
             registry,
-            clicks_dropped,
-            clicks_written,
-            click_queue_depth,
         }
     }
 

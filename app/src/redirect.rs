@@ -63,15 +63,9 @@ pub async fn resolve(
 }
 
 async fn lookup(links: &LinkService, code: &str) -> Result<Cached, StoreError> {
-    let cache = links.cache();
-    if let Some(hit) = cache.get(code) {
-        return Ok(hit);
-    }
-    let generation = cache.generation();
-    let found = match links.store().link_target(code).await? {
-        Some(target) => Cached::Found(Arc::new(target)),
-        None => Cached::Missing,
-    };
-    cache.insert_if_current(code, found.clone(), generation);
-    Ok(found)
+    let store = links.store();
+    links
+        .cache()
+        .get_or_load(code, || store.link_target(code))
+        .await
 }

@@ -28,6 +28,8 @@ pub struct Options {
     pub cache: CacheConfig,
     /// Capacity of the click queue.
     pub click_queue_capacity: usize,
+    /// Redis for the shared cache tier and invalidations between replicas.
+    pub redis: Option<redis::Client>,
 }
 
 impl Options {
@@ -37,6 +39,7 @@ impl Options {
             public_url,
             cache: CacheConfig::default(),
             click_queue_capacity: 65_536,
+            redis: None,
         }
     }
 }
@@ -52,7 +55,11 @@ impl Service {
     /// Starts the click writer and wires the service around `store`.
     pub fn start(store: Store, options: Options) -> Service {
         let metrics = Metrics::new();
-        let cache = LinkCache::new(options.cache);
+        let cache = LinkCache::with_metrics(options.cache, metrics.clone(), options.redis);
+        metrics
+            .click_queue_capacity
+            .set(options.click_queue_capacity as i64);
+        tokio::spawn(probe_database(store.clone(), metrics.clone()));
         let links = LinkService::new(
             store.clone(),
             cache,
@@ -131,11 +138,12 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         Some(url) => url,
         None => Url::parse(&format!("http://{address}")).context("listen address is no URL")?,
     };
-    if args.redis_url.is_some() {
-        // Limitation: the shared Redis tier is not built yet; each replica
-        // caches locally and relies on its own invalidation and the TTL.
-        tracing::warn!("REDIS_URL is set but the Redis cache tier is not available yet");
-    }
+    let redis = match &args.redis_url {
+        Some(url) => {
+            Some(redis::Client::open(url.as_str()).context("REDIS_URL is not a Redis URL")?)
+        }
+        None => None,
+    };
     let options = Options {
         public_url: public_url.clone(),
         cache: CacheConfig {
@@ -144,13 +152,14 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
             negative_ttl: Duration::from_secs(args.negative_cache_ttl_secs),
         },
         click_queue_capacity: args.click_queue_capacity,
+        redis,
     };
     let service = Service::start(store, options);
     if let Some(metrics_address) = args.metrics_listen {
         let metrics_listener = TcpListener::bind(metrics_address)
             .await
             .with_context(|| format!("cannot listen on {metrics_address}"))?;
-        let router = http::metrics_app(service.state.metrics.clone(), service.state.clicks.clone());
+        let router = http::metrics_app(service.state.clone());
         tracing::info!(address = %metrics_address, "Metrics listening");
         tokio::spawn(async move { axum::serve(metrics_listener, router).await });
     }
@@ -158,6 +167,7 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         url = %format!("http://{address}"),
         public_url = %public_url,
         database = ?service.state.store().backend(),
+        redis = args.redis_url.is_some(),
         "Kadi is listening"
     );
     service
@@ -211,6 +221,33 @@ async fn connect(global: &GlobalArgs) -> anyhow::Result<Store> {
         .await
         .context("cannot migrate the database")?;
     Ok(store)
+}
+
+/// How often the database is probed for `kadi_db_up`.
+const DATABASE_PROBE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Keeps `kadi_db_up` current, so that an outage shows in metrics even when
+/// no request touches the database (redirects served from cache).
+async fn probe_database(store: Store, metrics: Metrics) {
+    let mut interval = tokio::time::interval(DATABASE_PROBE_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut was_up = true;
+    loop {
+        interval.tick().await;
+        let up = matches!(
+            tokio::time::timeout(Duration::from_secs(2), store.ping()).await,
+            Ok(Ok(()))
+        );
+        metrics.db_up.set(i64::from(up));
+        if up != was_up {
+            if up {
+                tracing::info!("Database reachable again");
+            } else {
+                tracing::error!("Database unreachable");
+            }
+            was_up = up;
+        }
+    }
 }
 
 async fn shutdown_signal() {

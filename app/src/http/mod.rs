@@ -12,8 +12,9 @@ pub mod users;
 
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, MatchedPath, State};
 use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -92,6 +93,10 @@ pub fn app(state: AppState) -> Router {
         .route("/{short_code}", get(redirect::follow))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            record_request,
+        ))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -115,20 +120,57 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// The metrics exposition, for the metrics listener.
-pub fn metrics_app(metrics: Metrics, clicks: ClickQueue) -> Router {
-    Router::new().route(
-        "/metrics",
-        get(move || {
-            let metrics = metrics.clone();
-            let depth = clicks.depth();
-            async move {
-                metrics.click_queue_depth.set(depth as i64);
-                (
-                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                    metrics.render(),
-                )
-            }
-        }),
+/// The router of the metrics listener: `/metrics` only.
+pub fn metrics_app(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(render_metrics))
+        .with_state(state)
+}
+
+async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let metrics = &state.metrics;
+    metrics.click_queue_depth.set(state.clicks.depth() as i64);
+    metrics.cache_entries.set(state.links.cache().len() as i64);
+    let usage = state.store().usage();
+    let connections = &metrics.db_connections;
+    connections.with_label_values(&["in_use"]).set(usage.in_use);
+    connections.with_label_values(&["idle"]).set(usage.idle);
+    metrics.db_max_connections.set(usage.max);
+    metrics.db_waiting.set(usage.waiting);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics.render(),
     )
+}
+
+/// Records `kadi_http_request_duration_seconds` for every request, labelled
+/// with the route template (never the raw path), method and status class.
+async fn record_request(
+    State(metrics): State<Metrics>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned());
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    let class = match response.status().as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    let method = match method.as_str() {
+        "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS" => method.as_str(),
+        _ => "other",
+    };
+    metrics
+        .http_requests
+        .with_label_values(&[route.as_deref().unwrap_or("unmatched"), method, class])
+        .observe(started.elapsed().as_secs_f64());
+    response
 }

@@ -42,7 +42,7 @@ pub struct Link {
 }
 
 /// What the redirect path needs to know about a live link.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, sqlx::FromRow)]
 pub struct LinkTarget {
     /// Identifier.
     pub id: i64,

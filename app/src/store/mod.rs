@@ -7,6 +7,7 @@ mod links;
 mod users;
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -85,12 +86,13 @@ pub(crate) enum Pool {
 /// Runs the same code against whichever pool the store holds; the body is
 /// type-checked once per backend.
 macro_rules! on_pool {
-    ($store:expr, |$pool:ident| $body:expr) => {
+    ($store:expr, |$pool:ident| $body:expr) => {{
+        let _in_flight = $store.enter();
         match &$store.pool {
             $crate::store::Pool::Sqlite($pool) => $body,
             $crate::store::Pool::Postgres($pool) => $body,
         }
-    };
+    }};
 }
 pub(crate) use on_pool;
 
@@ -101,6 +103,31 @@ pub struct Store {
     /// SQLite allows one writer at a time; taking this lock before a write
     /// transaction turns lock contention into a queue instead of busy errors.
     sqlite_writes: Arc<Mutex<()>>,
+    /// Store operations under way, for the pool metrics.
+    in_flight: Arc<AtomicI64>,
+    max_connections: u32,
+}
+
+/// Counts an operation as in flight until dropped.
+pub(crate) struct InFlight(Arc<AtomicI64>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How the connection pool is used right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// Connections running a statement.
+    pub in_use: i64,
+    /// Open connections waiting for work.
+    pub idle: i64,
+    /// Most connections the pool opens.
+    pub max: i64,
+    /// Operations in flight beyond the open connections: waiting for one.
+    pub waiting: i64,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -137,6 +164,8 @@ impl Store {
         Ok(Store {
             pool,
             sqlite_writes: Arc::new(Mutex::new(())),
+            in_flight: Arc::new(AtomicI64::new(0)),
+            max_connections,
         })
     }
 
@@ -175,9 +204,25 @@ impl Store {
         Ok(())
     }
 
-    /// Connections in use and idle, for metrics.
-    pub fn pool_usage(&self) -> (u32, usize) {
-        on_pool!(self, |pool| (pool.size(), pool.num_idle()))
+    /// How the connection pool is used, for metrics.
+    pub fn usage(&self) -> PoolUsage {
+        let (size, idle) = match &self.pool {
+            Pool::Sqlite(pool) => (pool.size(), pool.num_idle()),
+            Pool::Postgres(pool) => (pool.size(), pool.num_idle()),
+        };
+        let (size, idle) = (i64::from(size), idle as i64);
+        let in_flight = self.in_flight.load(Ordering::Relaxed);
+        PoolUsage {
+            in_use: (size - idle).max(0),
+            idle,
+            max: i64::from(self.max_connections),
+            waiting: (in_flight - size).max(0),
+        }
+    }
+
+    pub(crate) fn enter(&self) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.in_flight.clone())
     }
 
     /// Closes every connection; used on shutdown.

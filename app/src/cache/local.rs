@@ -1,5 +1,5 @@
-//! The local cache tier of the redirect path: short code to link target, held
-//! in process, bounded in bytes and time, with brief negative entries.
+//! The local tier: short code to link target, held in process, bounded in
+//! bytes and time, with brief negative entries.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,12 +11,18 @@ use moka::Expiry;
 use crate::store::LinkTarget;
 
 /// What the cache knows about a short code.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cached {
     /// A live link (possibly inactive, expired or used up).
     Found(Arc<LinkTarget>),
     /// No live link has this code.
     Missing,
+}
+
+#[derive(Clone)]
+struct Entry {
+    value: Cached,
+    stored: Instant,
 }
 
 /// Sizes and lifetimes of the local tier.
@@ -44,9 +50,9 @@ impl Default for CacheConfig {
 
 struct EntryLifetime(CacheConfig);
 
-impl Expiry<String, Cached> for EntryLifetime {
-    fn expire_after_create(&self, _: &String, value: &Cached, _: Instant) -> Option<Duration> {
-        Some(match value {
+impl Expiry<String, Entry> for EntryLifetime {
+    fn expire_after_create(&self, _: &String, entry: &Entry, _: Instant) -> Option<Duration> {
+        Some(match entry.value {
             Cached::Found(_) => self.0.ttl,
             Cached::Missing => self.0.negative_ttl,
         })
@@ -59,20 +65,20 @@ const ENTRY_OVERHEAD_BYTES: u32 = 160;
 
 /// The local tier. Cheap to clone; clones share the entries.
 #[derive(Clone)]
-pub struct LinkCache {
-    entries: Cache<String, Cached>,
+pub struct LocalTier {
+    entries: Cache<String, Entry>,
     /// Bumped by every invalidation. A lookup that read the database before an
     /// invalidation must not store its (possibly stale) answer afterwards.
     generation: Arc<AtomicU64>,
 }
 
-impl LinkCache {
-    /// An empty cache with these bounds.
-    pub fn new(config: CacheConfig) -> LinkCache {
+impl LocalTier {
+    /// An empty tier with these bounds.
+    pub fn new(config: CacheConfig) -> LocalTier {
         let entries = Cache::builder()
             .max_capacity(config.max_bytes)
-            .weigher(|code: &String, value: &Cached| {
-                let target = match value {
+            .weigher(|code: &String, entry: &Entry| {
+                let target = match &entry.value {
                     Cached::Found(link) => link.original_url.len(),
                     Cached::Missing => 0,
                 };
@@ -83,18 +89,23 @@ impl LinkCache {
             })
             .expire_after(EntryLifetime(config))
             .build();
-        LinkCache {
+        LocalTier {
             entries,
             generation: Arc::new(AtomicU64::new(0)),
         }
     }
 
-    /// The cached answer for a code, if any.
-    pub fn get(&self, code: &str) -> Option<Cached> {
-        self.entries.get(code)
+    /// The cached answer for a code, if any, and not older than `max_age`
+    /// when given.
+    pub fn get(&self, code: &str, max_age: Option<Duration>) -> Option<Cached> {
+        let entry = self.entries.get(code)?;
+        match max_age {
+            Some(max) if entry.stored.elapsed() > max => None,
+            _ => Some(entry.value),
+        }
     }
 
-    /// The generation to pass to [`LinkCache::insert_if_current`] after a
+    /// The generation to pass to [`LocalTier::insert_if_current`] after a
     /// database read started now.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
@@ -104,7 +115,11 @@ impl LinkCache {
     /// since `generation` was taken (the answer may then be stale).
     pub fn insert_if_current(&self, code: &str, value: Cached, generation: u64) {
         if self.generation() == generation {
-            self.entries.insert(code.to_owned(), value);
+            let entry = Entry {
+                value,
+                stored: Instant::now(),
+            };
+            self.entries.insert(code.to_owned(), entry);
         }
     }
 
@@ -149,25 +164,34 @@ mod tests {
 
     #[test]
     fn invalidation_drops_the_entry() {
-        let cache = LinkCache::new(CacheConfig::default());
+        let cache = LocalTier::new(CacheConfig::default());
         cache.insert_if_current("abc", target("https://example.com/"), cache.generation());
-        assert!(cache.get("abc").is_some());
+        assert!(cache.get("abc", None).is_some());
         cache.invalidate("abc");
-        assert!(cache.get("abc").is_none());
+        assert!(cache.get("abc", None).is_none());
     }
 
     #[test]
     fn answer_read_before_an_invalidation_is_not_stored() {
-        let cache = LinkCache::new(CacheConfig::default());
+        let cache = LocalTier::new(CacheConfig::default());
         let generation = cache.generation();
         cache.invalidate("abc");
         cache.insert_if_current("abc", target("https://stale.example/"), generation);
-        assert!(cache.get("abc").is_none());
+        assert!(cache.get("abc", None).is_none());
+    }
+
+    #[test]
+    fn entries_older_than_the_asked_age_are_misses() {
+        let cache = LocalTier::new(CacheConfig::default());
+        cache.insert_if_current("abc", target("https://example.com/"), cache.generation());
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(cache.get("abc", Some(Duration::from_millis(5))).is_none());
+        assert!(cache.get("abc", Some(Duration::from_secs(5))).is_some());
     }
 
     #[test]
     fn byte_budget_bounds_the_entries() {
-        let cache = LinkCache::new(CacheConfig {
+        let cache = LocalTier::new(CacheConfig {
             max_bytes: 10_000,
             ..CacheConfig::default()
         });
