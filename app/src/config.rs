@@ -84,7 +84,7 @@ pub struct ServeArgs {
     /// counted in `kadi_clicks_dropped_total`).
     #[arg(long, env = "KADI_CLICK_QUEUE_CAPACITY", default_value_t = 65_536)]
     pub click_queue_capacity: usize,
-    /// Bytes the local link cache may hold.
+    /// Bytes the local link cache may hold; 0 disables the local tier.
     #[arg(long, env = "KADI_CACHE_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub cache_bytes: u64,
     /// Seconds a cached link lives; invalidation keeps it fresh before that.

@@ -66,16 +66,25 @@ const ENTRY_OVERHEAD_BYTES: u32 = 160;
 /// The local tier. Cheap to clone; clones share the entries.
 #[derive(Clone)]
 pub struct LocalTier {
-    entries: Cache<String, Entry>,
+    /// `None` when the tier is disabled (a budget of zero bytes).
+    entries: Option<Cache<String, Entry>>,
     /// Bumped by every invalidation. A lookup that read the database before an
     /// invalidation must not store its (possibly stale) answer afterwards.
     generation: Arc<AtomicU64>,
 }
 
 impl LocalTier {
-    /// An empty tier with these bounds.
+    /// An empty tier with these bounds; a budget of zero disables it.
     pub fn new(config: CacheConfig) -> LocalTier {
-        let entries = Cache::builder()
+        let entries = (config.max_bytes > 0).then(|| Self::build(config));
+        LocalTier {
+            entries,
+            generation: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn build(config: CacheConfig) -> Cache<String, Entry> {
+        Cache::builder()
             .max_capacity(config.max_bytes)
             .weigher(|code: &String, entry: &Entry| {
                 let target = match &entry.value {
@@ -88,17 +97,13 @@ impl LocalTier {
                     .saturating_add(ENTRY_OVERHEAD_BYTES)
             })
             .expire_after(EntryLifetime(config))
-            .build();
-        LocalTier {
-            entries,
-            generation: Arc::new(AtomicU64::new(0)),
-        }
+            .build()
     }
 
     /// The cached answer for a code, if any, and not older than `max_age`
     /// when given.
     pub fn get(&self, code: &str, max_age: Option<Duration>) -> Option<Cached> {
-        let entry = self.entries.get(code)?;
+        let entry = self.entries.as_ref()?.get(code)?;
         match max_age {
             Some(max) if entry.stored.elapsed() > max => None,
             _ => Some(entry.value),
@@ -114,31 +119,41 @@ impl LocalTier {
     /// Stores an answer read from the database, unless an invalidation happened
     /// since `generation` was taken (the answer may then be stale).
     pub fn insert_if_current(&self, code: &str, value: Cached, generation: u64) {
+        let Some(entries) = &self.entries else {
+            return;
+        };
         if self.generation() == generation {
             let entry = Entry {
                 value,
                 stored: Instant::now(),
             };
-            self.entries.insert(code.to_owned(), entry);
+            entries.insert(code.to_owned(), entry);
         }
     }
 
     /// Drops whatever is cached for a code.
     pub fn invalidate(&self, code: &str) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        self.entries.invalidate(code);
+        if let Some(entries) = &self.entries {
+            entries.invalidate(code);
+        }
     }
 
     /// Drops every entry.
     pub fn clear(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        self.entries.invalidate_all();
+        if let Some(entries) = &self.entries {
+            entries.invalidate_all();
+        }
     }
 
     /// Number of entries (approximate, for metrics and tests).
     pub fn len(&self) -> u64 {
-        self.entries.run_pending_tasks();
-        self.entries.entry_count()
+        let Some(entries) = &self.entries else {
+            return 0;
+        };
+        entries.run_pending_tasks();
+        entries.entry_count()
     }
 
     /// Whether the cache holds no entry.
@@ -187,6 +202,16 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         assert!(cache.get("abc", Some(Duration::from_millis(5))).is_none());
         assert!(cache.get("abc", Some(Duration::from_secs(5))).is_some());
+    }
+
+    #[test]
+    fn a_zero_budget_disables_the_tier() {
+        let cache = LocalTier::new(CacheConfig {
+            max_bytes: 0,
+            ..CacheConfig::default()
+        });
+        cache.insert_if_current("abc", target("https://example.com/"), cache.generation());
+        assert!(cache.get("abc", None).is_none());
     }
 
     #[test]
