@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
@@ -44,14 +44,14 @@ impl ClickQueue {
 
 /// The background writer; [`ClickWriter::shutdown`] stores what is queued.
 pub struct ClickWriter {
-    stop: oneshot::Sender<()>,
+    stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
 /// Starts the writer with a queue of `capacity` clicks.
 pub fn start(store: Store, capacity: usize, metrics: Metrics) -> (ClickQueue, ClickWriter) {
     let (sender, receiver) = mpsc::channel(capacity.max(1));
-    let (stop, stopped) = oneshot::channel();
+    let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(run_writer(store, receiver, stopped, metrics.clone()));
     (ClickQueue { sender, metrics }, ClickWriter { stop, task })
 }
@@ -60,7 +60,7 @@ impl ClickWriter {
     /// Stores every click still queued, then stops. Call it once no redirect
     /// can push any more.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(());
+        let _ = self.stop.send(true);
         if let Err(error) = self.task.await {
             tracing::error!(error = %error, "Click writer task failed");
         }
@@ -70,17 +70,18 @@ impl ClickWriter {
 async fn run_writer(
     store: Store,
     mut receiver: mpsc::Receiver<ClickRow>,
-    mut stopped: oneshot::Receiver<()>,
+    stopped: watch::Receiver<bool>,
     metrics: Metrics,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut stop_signal = stopped.clone();
     loop {
         tokio::select! {
             click = receiver.recv() => match click {
                 Some(click) => batch.push(click),
                 None => break,
             },
-            _ = &mut stopped => break,
+            _ = stop_signal.wait_for(|stop| *stop) => break,
         }
         while batch.len() < MAX_BATCH {
             match receiver.try_recv() {
@@ -89,7 +90,7 @@ async fn run_writer(
             }
         }
         metrics.click_queue_depth.set(receiver.len() as i64);
-        store_batch(&store, &mut batch, &metrics, None).await;
+        store_batch(&store, &mut batch, &metrics, &stopped).await;
     }
 
     // Drain what is left once redirects have stopped.
@@ -97,25 +98,27 @@ async fn run_writer(
     while let Some(click) = receiver.recv().await {
         batch.push(click);
         if batch.len() == MAX_BATCH {
-            store_batch(&store, &mut batch, &metrics, Some(SHUTDOWN_RETRY_BUDGET)).await;
+            store_batch(&store, &mut batch, &metrics, &stopped).await;
         }
     }
-    store_batch(&store, &mut batch, &metrics, Some(SHUTDOWN_RETRY_BUDGET)).await;
+    store_batch(&store, &mut batch, &metrics, &stopped).await;
     metrics.click_queue_depth.set(0);
 }
 
-/// Stores a batch, retrying with backoff until it succeeds or, when `budget`
-/// is given, until the budget is spent (then the clicks count as dropped).
+/// Stores a batch, retrying with backoff until it succeeds. Once shutdown has
+/// begun, retries stop after [`SHUTDOWN_RETRY_BUDGET`] and the clicks count as
+/// dropped, so that a dead database cannot hold the process past its grace.
 async fn store_batch(
     store: &Store,
     batch: &mut Vec<ClickRow>,
     metrics: &Metrics,
-    budget: Option<Duration>,
+    stopped: &watch::Receiver<bool>,
 ) {
     if batch.is_empty() {
         return;
     }
-    let started = tokio::time::Instant::now();
+    let mut stop_signal = stopped.clone();
+    let mut deadline: Option<tokio::time::Instant> = None;
     let mut pause = RETRY_FIRST;
     loop {
         match store.insert_clicks(batch).await {
@@ -125,15 +128,19 @@ async fn store_batch(
                 return;
             }
             Err(error) => {
-                if budget.is_some_and(|b| started.elapsed() >= b) {
-                    tracing::error!(
-                        error = %crate::error_chain(&error),
-                        clicks = batch.len(),
-                        "Clicks lost: storing failed until shutdown"
-                    );
-                    metrics.clicks_dropped.inc_by(batch.len() as u64);
-                    batch.clear();
-                    return;
+                if *stopped.borrow() {
+                    let now = tokio::time::Instant::now();
+                    let deadline = *deadline.get_or_insert(now + SHUTDOWN_RETRY_BUDGET);
+                    if now >= deadline {
+                        tracing::error!(
+                            error = %crate::error_chain(&error),
+                            clicks = batch.len(),
+                            "Clicks lost: storing failed until shutdown"
+                        );
+                        metrics.clicks_dropped.inc_by(batch.len() as u64);
+                        batch.clear();
+                        return;
+                    }
                 }
                 tracing::warn!(
                     error = %crate::error_chain(&error),
@@ -141,9 +148,66 @@ async fn store_batch(
                     retry_in_ms = pause.as_millis() as u64,
                     "Storing clicks failed"
                 );
-                tokio::time::sleep(pause).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = stop_signal.wait_for(|stop| *stop), if !*stopped.borrow() => {}
+                }
                 pause = (pause * 2).min(RETRY_MAX);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn click() -> ClickRow {
+        ClickRow {
+            url_id: 1,
+            timestamp: chrono::Utc::now(),
+            details: serde_json::json!({}),
+            counted: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn shutdown_gives_up_on_a_dead_database_within_its_budget() {
+        let path = std::env::temp_dir().join(format!("kadi-clicks-{}.db", std::process::id()));
+        let store = Store::connect(&format!("sqlite:{}", path.display()), 1)
+            .await
+            .unwrap();
+        // A closed pool fails every statement, like an unreachable database.
+        store.close().await;
+        // Virtual time from here on: retries and budgets pass instantly.
+        tokio::time::pause();
+        let metrics = Metrics::new();
+        let (queue, writer) = start(store, 10, metrics.clone());
+        for _ in 0..3 {
+            queue.push(click());
+        }
+        // Let the writer take the batch and start retrying before the stop.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let started = tokio::time::Instant::now();
+        writer.shutdown().await;
+        assert!(started.elapsed() <= SHUTDOWN_RETRY_BUDGET + RETRY_MAX);
+        assert_eq!(metrics.clicks_dropped.get(), 3);
+        assert_eq!(metrics.clicks_written.get(), 0);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts() {
+        let (sender, _receiver) = mpsc::channel(2);
+        let metrics = Metrics::new();
+        let queue = ClickQueue {
+            sender,
+            metrics: metrics.clone(),
+        };
+        for _ in 0..5 {
+            queue.push(click());
+        }
+        assert_eq!(queue.depth(), 2);
+        assert_eq!(metrics.clicks_dropped.get(), 3);
     }
 }

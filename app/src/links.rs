@@ -346,9 +346,10 @@ impl LinkService {
         match result {
             Ok(link) => Ok(link),
             Err(StoreError::Conflict(_)) => Err(LinkError::CodeTaken(new.short_code.clone())),
-            Err(StoreError::MissingReference(_)) => {
-                Err(LinkError::UserNotFound(new.user_id.unwrap_or_default()))
-            }
+            Err(StoreError::MissingReference(source)) => match new.user_id {
+                Some(user_id) => Err(LinkError::UserNotFound(user_id)),
+                None => Err(StoreError::MissingReference(source).into()),
+            },
             Err(e) => Err(e.into()),
         }
     }
@@ -356,6 +357,9 @@ impl LinkService {
     /// Applies a client's patch to a link that is not managed.
     pub async fn update_link(&self, id: i64, patch: LinkPatch) -> Result<Link, LinkError> {
         let current = self.unmanaged_link(id).await?;
+        if patch.is_empty() {
+            return Ok(current);
+        }
         let mut patch = patch;
         if let Some(url) = &patch.original_url {
             patch.original_url = Some(self.policy.check_target(url)?);

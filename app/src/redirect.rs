@@ -57,7 +57,14 @@ pub async fn resolve(
             }
             true
         }
-        _ => false,
+        Some(_) => {
+            // HEAD uses up no visit but must not redirect once they are gone.
+            if !links.store().has_visits_left(target.id).await? {
+                return Ok(Outcome::Limited);
+            }
+            false
+        }
+        None => false,
     };
     Ok(Outcome::Redirect { target, counted })
 }

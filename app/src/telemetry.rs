@@ -29,6 +29,7 @@ pub fn init(format: LogFormat, filter: &str) {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if json {
         let _ = builder

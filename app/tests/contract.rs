@@ -251,6 +251,14 @@ on_both_backends! {
 
         assert_error(app.put(&format!("/urls/{id}"), json!({"original_url": "javascript:x"})).await,
             StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_error(app.put(&format!("/urls/{id}"), json!({"short_code": "other1"})).await,
+            StatusCode::UNPROCESSABLE_ENTITY).await;
+        let same_code = app.put(&format!("/urls/{id}"), json!({"short_code": code})).await;
+        assert_eq!(same_code.status(), StatusCode::OK);
+        assert_error(app.put(&format!("/urls/{id}"), json!({"user_id": user + 1000})).await,
+            StatusCode::UNPROCESSABLE_ENTITY).await;
+        let unchanged = app.put(&format!("/urls/{id}"), json!({})).await;
+        assert_eq!(unchanged.status(), StatusCode::OK);
         assert_error(app.put(&format!("/urls/{id}"), json!({"is_active": "yes"})).await,
             StatusCode::UNPROCESSABLE_ENTITY).await;
         assert_error(app.put("/urls/777777", json!({"title": "x"})).await, StatusCode::NOT_FOUND).await;
@@ -425,6 +433,8 @@ on_both_backends! {
                 "max_visits": bad})).await;
             assert_error(response, StatusCode::UNPROCESSABLE_ENTITY).await;
         }
+        let head = app.client.head(app.url(&format!("/{code}"))).send().await.unwrap();
+        assert_eq!(head.status(), StatusCode::GONE, "HEAD respects a used-up limit");
         // Raising the limit serves again.
         app.put(&format!("/urls/{id}"), json!({"max_visits": 3})).await;
         assert_eq!(app.get(&format!("/{code}")).await.status(), StatusCode::FOUND);

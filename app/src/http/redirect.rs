@@ -144,8 +144,10 @@ pub async fn follow(
     let status = StatusCode::from_u16(target.redirect_status as u16).unwrap_or(StatusCode::FOUND);
     let location = HeaderValue::from_str(&target.original_url).map_err(ApiError::internal)?;
     let mut response = (status, [(header::LOCATION, location)]).into_response();
-    if matches!(status, StatusCode::FOUND | StatusCode::TEMPORARY_REDIRECT) {
-        // Temporary redirects must reach Kadi on every click to be counted.
+    let limited = target.expires_at.is_some() || target.max_visits.is_some();
+    if limited || matches!(status, StatusCode::FOUND | StatusCode::TEMPORARY_REDIRECT) {
+        // Temporary redirects, and links that expire or run out, must reach
+        // Kadi on every click to be counted and to stop on time.
         response
             .headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

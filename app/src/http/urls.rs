@@ -42,6 +42,8 @@ pub struct CreateUrl {
     pub max_visits: Option<i64>,
     /// 301, 302 (default), 307 or 308.
     pub redirect_status: Option<i32>,
+    /// Create the link inactive (`false`); active when absent.
+    pub is_active: Option<bool>,
 }
 
 /// Body of `PUT /urls/{id}`; absent fields keep their value, `null` clears
@@ -66,6 +68,10 @@ pub struct UpdateUrl {
     pub max_visits: Option<Option<i64>>,
     /// New redirect status.
     pub redirect_status: Option<i32>,
+    /// Short codes never change; a different one is refused.
+    pub short_code: Option<String>,
+    /// Owners never change through this route; a different one is refused.
+    pub user_id: Option<i64>,
 }
 
 /// Filters of `GET /urls`.
@@ -127,7 +133,7 @@ pub async fn create_url(
             expires_at: body.expires_at,
             max_visits: body.max_visits,
             redirect_status: body.redirect_status,
-            is_active: None,
+            is_active: body.is_active,
         })
         .await?;
     Ok((StatusCode::CREATED, Json(state.view(link))))
@@ -170,6 +176,27 @@ pub async fn update_url(
     Path(id): Path<i64>,
     JsonObject(body): JsonObject<UpdateUrl>,
 ) -> Result<Json<UrlView>, ApiError> {
+    if body.short_code.is_some() || body.user_id.is_some() {
+        let current = state.store().link(id).await?;
+        let current =
+            current.ok_or_else(|| ApiError::not_found(format!("url {id} does not exist")))?;
+        if body
+            .short_code
+            .as_ref()
+            .is_some_and(|c| *c != current.short_code)
+        {
+            return Err(ApiError::invalid(
+                "immutable_field",
+                "short_code cannot be changed",
+            ));
+        }
+        if body.user_id.is_some_and(|u| Some(u) != current.user_id) {
+            return Err(ApiError::invalid(
+                "immutable_field",
+                "user_id cannot be changed",
+            ));
+        }
+    }
     let patch = LinkPatch {
         original_url: body.original_url,
         title: body.title,

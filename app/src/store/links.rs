@@ -335,6 +335,19 @@ impl Store {
         Ok(result == 1)
     }
 
+    /// Whether a link with a visit limit has visits left, without using one.
+    pub(crate) async fn has_visits_left(&self, id: i64) -> Result<bool, StoreError> {
+        let left = on_pool!(self, |pool| {
+            sqlx::query_as::<_, (bool,)>(
+                "SELECT max_visits IS NULL OR click_count < max_visits FROM links WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(left.is_some_and(|(left,)| left))
+    }
+
     /// SQL for an explicit id default, used where `COALESCE($1, …)` needs the
     /// engine's next id when no id was requested.
     fn next_id_sql(&self, table: &str) -> String {
