@@ -8,6 +8,7 @@ pub mod config;
 pub mod http;
 pub mod import;
 pub mod links;
+pub mod managed;
 pub mod metrics;
 pub mod redirect;
 pub mod server;

@@ -4,6 +4,7 @@
 mod events;
 mod import;
 mod links;
+mod managed;
 mod users;
 
 use std::str::FromStr;
@@ -18,6 +19,7 @@ use tokio::sync::{Mutex, MutexGuard};
 pub use events::{ClickRow, DayCount, Event, EventFilter, NewEvent, ReferrerCount};
 pub use import::{ImportEvent, ImportLink, ImportUser, RowOutcome};
 pub use links::{Link, LinkFilter, LinkPatch, LinkTarget, NewLink};
+pub use managed::{ManagedLink, ManagedOutcome, ReclaimPolicy};
 pub use users::{Upserted, User, UserPatch, UserUpsert};
 
 /// How long a request waits for a pooled connection before the store counts as
