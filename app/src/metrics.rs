@@ -43,7 +43,7 @@ pub struct Metrics {
     pub db_waiting: IntGauge,
     /// 1 while the database answers the periodic probe, 0 otherwise.
     pub db_up: IntGauge,
-    /// 1 while Redis answers, 0 while it does not; absent without Redis.
+    /// 1 while Redis answers, 0 while it does not (and always 0 without Redis).
     pub redis_up: IntGauge,
     /// Redis commands that failed or timed out.
     pub redis_errors: IntCounter,
@@ -240,7 +240,7 @@ impl Metrics {
             redis_errors: counter(
                 &registry,
                 "kadi_redis_errors_total",
-                "Redis commands that failed or timed out.",
+                "Redis commands and connection attempts that failed or timed out.",
             ),
             invalidation_subscribed: gauge(
                 &registry,

@@ -256,6 +256,7 @@ impl SharedTier {
                 }
                 Err(error) => {
                     self.inner.metrics.redis_up.set(0);
+                    self.inner.metrics.redis_errors.inc();
                     tracing::warn!(error = %error, "Cannot connect to Redis; retrying");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(RECONNECT_MAX);
