@@ -122,6 +122,7 @@ fn new_report(mode: &str, database: &str, redis: bool) -> Report {
         ramp: Vec::new(),
         click_run: None,
         memory: None,
+        storage: None,
         targets: Vec::new(),
     }
 }
@@ -293,6 +294,7 @@ async fn full(
     .await?;
     report.click_run = Some(click_run);
     kadi.terminate()?;
+    report.storage = Some(measure_storage(&database).await?);
 
     eprintln!("redirect-wide");
     let small_cache = servers::start_kadi(&database, redis, &["--cache-bytes", "2097152"])?;
@@ -451,6 +453,27 @@ fn judge(report: &mut Report, plan: &Plan) {
         });
     }
     report.targets = targets;
+}
+
+/// Bytes per link and per event, tables and indexes included.
+async fn measure_storage(database: &str) -> anyhow::Result<report::Storage> {
+    use sqlx::Connection;
+    let mut db = sqlx::PgConnection::connect(database).await?;
+    sqlx::query("VACUUM ANALYZE").execute(&mut db).await?;
+    let (links, links_bytes): (i64, i64) =
+        sqlx::query_as("SELECT (SELECT COUNT(*) FROM links), pg_total_relation_size('links')")
+            .fetch_one(&mut db)
+            .await?;
+    let (events, events_bytes): (i64, i64) =
+        sqlx::query_as("SELECT (SELECT COUNT(*) FROM events), pg_total_relation_size('events')")
+            .fetch_one(&mut db)
+            .await?;
+    Ok(report::Storage {
+        links,
+        bytes_per_link: links_bytes as f64 / links.max(1) as f64,
+        events,
+        bytes_per_event: events_bytes as f64 / events.max(1) as f64,
+    })
 }
 
 /// Creates a database for the run; the returned closure drops it.

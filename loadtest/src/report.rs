@@ -57,6 +57,19 @@ pub struct MemoryCheck {
     pub cache_budget_mib: f64,
 }
 
+/// Bytes the database spends per row, tables and indexes included.
+#[derive(Debug, Clone, Serialize)]
+pub struct Storage {
+    /// Links stored.
+    pub links: i64,
+    /// Bytes of the `links` table and its indexes per link.
+    pub bytes_per_link: f64,
+    /// Events stored (almost all clicks after a run).
+    pub events: i64,
+    /// Bytes of the `events` table and its indexes per event.
+    pub bytes_per_event: f64,
+}
+
 /// A whole run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -80,6 +93,8 @@ pub struct Report {
     pub click_run: Option<ScenarioResult>,
     /// The memory check.
     pub memory: Option<MemoryCheck>,
+    /// Storage per link and per click.
+    pub storage: Option<Storage>,
     /// The targets.
     pub targets: Vec<Target>,
 }
@@ -210,6 +225,14 @@ impl Report {
                     s.baseline.p99_ms
                 );
             }
+        }
+        if let Some(s) = &self.storage {
+            let _ = writeln!(
+                md,
+                "\n## Storage\n\n{} links: {:.0} bytes per link. {} events (clicks): {:.0} bytes per event. \
+                 Tables and indexes included, PostgreSQL.",
+                s.links, s.bytes_per_link, s.events, s.bytes_per_event
+            );
         }
         if let Some(m) = &self.memory {
             let _ = writeln!(

@@ -147,6 +147,20 @@ async fn click_counters(metrics: SocketAddr) -> anyhow::Result<(u64, u64, u64)> 
     ))
 }
 
+/// Click counters once every served click is stored or dropped (a bounded
+/// wait), so that a run's deltas hold no clicks of the warm-up.
+async fn settled_counters(metrics: SocketAddr) -> anyhow::Result<(u64, u64, u64)> {
+    let mut counters = click_counters(metrics).await?;
+    for _ in 0..100 {
+        if counters.1 + counters.2 >= counters.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        counters = click_counters(metrics).await?;
+    }
+    Ok(counters)
+}
+
 /// One measured scenario.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScenarioResult {
@@ -181,7 +195,7 @@ pub async fn measure(
     )
     .await;
     let before = match server.metrics {
-        Some(m) => Some(click_counters(m).await?),
+        Some(m) => Some(settled_counters(m).await?),
         None => None,
     };
     // Sample the queue depth while the load runs.
@@ -203,15 +217,7 @@ pub async fn measure(
     }
     let clicks = match (server.metrics, before) {
         (Some(m), Some((served0, stored0, dropped0))) => {
-            // Give the batch writer a moment to store what is queued.
-            let mut counters = click_counters(m).await?;
-            for _ in 0..50 {
-                if counters.1 + counters.2 - stored0 - dropped0 >= counters.0 - served0 {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                counters = click_counters(m).await?;
-            }
+            let counters = settled_counters(m).await?;
             Some(Clicks {
                 served: counters.0 - served0,
                 stored: counters.1 - stored0,
