@@ -1,8 +1,12 @@
 //! The click pipeline: redirects push clicks into a bounded in-memory queue
 //! without waiting; a background writer stores them in batches.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
+use axum::http::HeaderValue;
+use chrono::{DateTime, Utc};
+use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -20,17 +24,90 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 /// How long shutdown keeps retrying a failing batch before counting it lost.
 const SHUTDOWN_RETRY_BUDGET: Duration = Duration::from_secs(10);
 
+/// Longest referrer or user agent kept with a click, in bytes.
+const MAX_CLICK_HEADER_LEN: usize = 512;
+
+/// A served redirect as the redirect path records it: the raw header values,
+/// turned into an event by the writer, off the hot path.
+#[derive(Debug, Clone)]
+pub struct Click {
+    /// The link that was clicked.
+    pub url_id: i64,
+    /// When the redirect was served.
+    pub at: DateTime<Utc>,
+    /// The `Referer` header.
+    pub referrer: Option<HeaderValue>,
+    /// The `User-Agent` header.
+    pub user_agent: Option<HeaderValue>,
+    /// The client's address; stored only anonymised.
+    pub client: Option<IpAddr>,
+    /// Whether the link's click count already includes this click.
+    pub counted: bool,
+}
+
+impl Click {
+    /// The event row: referrer and user agent cut to a bounded length, the
+    /// client address anonymised.
+    pub fn into_row(self) -> ClickRow {
+        let text = |value: Option<HeaderValue>| {
+            value
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .map(|s| truncate(s, MAX_CLICK_HEADER_LEN).to_owned())
+        };
+        ClickRow {
+            url_id: self.url_id,
+            timestamp: self.at,
+            details: json!({
+                "referrer": text(self.referrer),
+                "user_agent": text(self.user_agent),
+                "client": self.client.map(anonymise),
+            }),
+            counted: self.counted,
+        }
+    }
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Drops the host part of an address: the last octet of IPv4, all but the
+/// first 48 bits of IPv6, so that a click never stores who clicked.
+pub fn anonymise(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            format!("{a}.{b}.{c}.0")
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => anonymise(IpAddr::V4(v4)),
+            None => {
+                let s = v6.segments();
+                std::net::Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0).to_string()
+            }
+        },
+    }
+}
+
 /// The sending side, held by the redirect path. Cheap to clone.
 #[derive(Clone)]
 pub struct ClickQueue {
-    sender: mpsc::Sender<ClickRow>,
+    sender: mpsc::Sender<Click>,
     metrics: Metrics,
 }
 
 impl ClickQueue {
     /// Queues a click without waiting. A full queue drops it and counts it in
     /// `kadi_clicks_dropped_total`.
-    pub fn push(&self, click: ClickRow) {
+    pub fn push(&self, click: Click) {
         if self.sender.try_send(click).is_err() {
             self.metrics.clicks_dropped.inc();
         }
@@ -69,7 +146,7 @@ impl ClickWriter {
 
 async fn run_writer(
     store: Store,
-    mut receiver: mpsc::Receiver<ClickRow>,
+    mut receiver: mpsc::Receiver<Click>,
     stopped: watch::Receiver<bool>,
     metrics: Metrics,
 ) {
@@ -78,14 +155,14 @@ async fn run_writer(
     loop {
         tokio::select! {
             click = receiver.recv() => match click {
-                Some(click) => batch.push(click),
+                Some(click) => batch.push(click.into_row()),
                 None => break,
             },
             _ = stop_signal.wait_for(|stop| *stop) => break,
         }
         while batch.len() < MAX_BATCH {
             match receiver.try_recv() {
-                Ok(click) => batch.push(click),
+                Ok(click) => batch.push(click.into_row()),
                 Err(_) => break,
             }
         }
@@ -96,7 +173,7 @@ async fn run_writer(
     // Drain what is left once redirects have stopped.
     receiver.close();
     while let Some(click) = receiver.recv().await {
-        batch.push(click);
+        batch.push(click.into_row());
         if batch.len() == MAX_BATCH {
             store_batch(&store, &mut batch, &metrics, &stopped).await;
         }
@@ -162,13 +239,51 @@ async fn store_batch(
 mod tests {
     use super::*;
 
-    fn click() -> ClickRow {
-        ClickRow {
+    fn click() -> Click {
+        Click {
             url_id: 1,
-            timestamp: chrono::Utc::now(),
-            details: serde_json::json!({}),
+            at: chrono::Utc::now(),
+            referrer: None,
+            user_agent: Some(HeaderValue::from_static("test")),
+            client: None,
             counted: false,
         }
+    }
+
+    #[test]
+    fn addresses_lose_their_host_part() {
+        assert_eq!(anonymise("203.0.113.77".parse().unwrap()), "203.0.113.0");
+        assert_eq!(
+            anonymise("2001:db8:abcd:12::1".parse().unwrap()),
+            "2001:db8:abcd::"
+        );
+        assert_eq!(
+            anonymise("::ffff:198.51.100.9".parse().unwrap()),
+            "198.51.100.0"
+        );
+    }
+
+    #[test]
+    fn truncation_keeps_whole_characters() {
+        assert_eq!(truncate("ééé", 3), "é");
+        assert_eq!(truncate("abc", 10), "abc");
+    }
+
+    #[test]
+    fn rows_keep_bounded_headers_and_no_full_address() {
+        let long = "x".repeat(2_000);
+        let row = Click {
+            referrer: Some(HeaderValue::from_str(&long).unwrap()),
+            client: Some("192.0.2.44".parse().unwrap()),
+            ..click()
+        }
+        .into_row();
+        assert_eq!(
+            row.details["referrer"].as_str().unwrap().len(),
+            MAX_CLICK_HEADER_LEN
+        );
+        assert_eq!(row.details["client"], "192.0.2.0");
+        assert_eq!(row.details["user_agent"], "test");
     }
 
     #[tokio::test]

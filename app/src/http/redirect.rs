@@ -7,16 +7,12 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use serde_json::{json, Value};
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::Path;
 use super::AppState;
+use crate::clicks::Click;
 use crate::redirect::{resolve, Outcome};
-use crate::store::ClickRow;
-
-/// Longest referrer or user agent kept with a click, in bytes.
-const MAX_CLICK_HEADER_LEN: usize = 512;
 
 /// What a click records about the request: referrer, user agent and the
 /// anonymised client address.
@@ -38,51 +34,6 @@ impl<S: Send + Sync> FromRequestParts<S> for ClickContext {
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|info| info.0.ip()),
         })
-    }
-}
-
-impl ClickContext {
-    fn details(&self) -> Value {
-        let text = |value: &Option<HeaderValue>| {
-            value
-                .as_ref()
-                .and_then(|v| v.to_str().ok())
-                .map(|s| truncate(s, MAX_CLICK_HEADER_LEN).to_owned())
-        };
-        json!({
-            "referrer": text(&self.referrer),
-            "user_agent": text(&self.user_agent),
-            "client": self.client.map(anonymise),
-        })
-    }
-}
-
-fn truncate(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
-/// Drops the host part of an address: the last octet of IPv4, all but the
-/// first 48 bits of IPv6, so that a click never stores who clicked.
-pub fn anonymise(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, c, _] = v4.octets();
-            format!("{a}.{b}.{c}.0")
-        }
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => anonymise(IpAddr::V4(v4)),
-            None => {
-                let s = v6.segments();
-                std::net::Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0).to_string()
-            }
-        },
     }
 }
 
@@ -134,10 +85,12 @@ pub async fn follow(
     };
     counters.served.inc();
     if is_get {
-        state.clicks.push(ClickRow {
+        state.clicks.push(Click {
             url_id: target.id,
-            timestamp: now,
-            details: context.details(),
+            at: now,
+            referrer: context.referrer,
+            user_agent: context.user_agent,
+            client: context.client,
             counted,
         });
     }
@@ -153,28 +106,4 @@ pub async fn follow(
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     Ok(response)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_lose_their_host_part() {
-        assert_eq!(anonymise("203.0.113.77".parse().unwrap()), "203.0.113.0");
-        assert_eq!(
-            anonymise("2001:db8:abcd:12::1".parse().unwrap()),
-            "2001:db8:abcd::"
-        );
-        assert_eq!(
-            anonymise("::ffff:198.51.100.9".parse().unwrap()),
-            "198.51.100.0"
-        );
-    }
-
-    #[test]
-    fn truncation_keeps_whole_characters() {
-        assert_eq!(truncate("ééé", 3), "é");
-        assert_eq!(truncate("abc", 10), "abc");
-    }
 }
