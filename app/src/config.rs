@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::auth::AuthMode;
 use crate::telemetry::LogFormat;
 
 /// Kadi: a URL shortener built to survive production.
@@ -23,6 +24,8 @@ pub struct Cli {
 }
 
 /// The commands of `kadi`.
+// Parsed once at start-up: the size of the serve variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the HTTP API and redirects (the default).
@@ -31,6 +34,28 @@ pub enum Command {
     Migrate,
     /// Load CSV exports of the original service, keeping their ids.
     Import(ImportArgs),
+    /// Create, list and revoke the API keys of the resource API.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// `kadi keys …`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print it; it is shown this once and stored only as a
+    /// hash.
+    Create {
+        /// What the key is for, such as the client that will use it.
+        #[arg(long)]
+        name: String,
+    },
+    /// List every key: id, prefix, name, creation and revocation times.
+    List,
+    /// Revoke a key by id; requests with it are refused from then on.
+    Revoke {
+        /// Id of the key, as `kadi keys list` shows it.
+        id: i64,
+    },
 }
 
 /// Options every command takes.
@@ -97,6 +122,44 @@ pub struct ServeArgs {
     /// queue is drained and the process exits.
     #[arg(long, env = "KADI_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
+    /// Whether reads and writes of users, links and events need an API key
+    /// (`Authorization: Bearer <key>`): `off` or `required`. Default:
+    /// `required`, except on the embedded SQLite default listening on a
+    /// loopback address, where it is `off`.
+    #[arg(long, env = "KADI_AUTH", value_enum)]
+    pub auth: Option<AuthMode>,
+    /// API requests per second per API key and per client, 0 for no limit.
+    /// Default: 50, except on the embedded SQLite default listening on a
+    /// loopback address, where it is 0.
+    #[arg(long, env = "KADI_API_RATE_LIMIT")]
+    pub api_rate_limit: Option<f64>,
+    /// API requests a key or client may send at once on top of the rate.
+    #[arg(long, env = "KADI_API_RATE_BURST", default_value_t = 100)]
+    pub api_rate_burst: u32,
+    /// Redirects per second per client, 0 for no limit. Default: 200, except
+    /// on the embedded SQLite default listening on a loopback address, where
+    /// it is 0.
+    #[arg(long, env = "KADI_REDIRECT_RATE_LIMIT")]
+    pub redirect_rate_limit: Option<f64>,
+    /// Redirects a client may ask for at once on top of the rate.
+    #[arg(long, env = "KADI_REDIRECT_RATE_BURST", default_value_t = 400)]
+    pub redirect_rate_burst: u32,
+    /// Most clients and keys whose rate-limit state is kept at once; the
+    /// least used are forgotten first.
+    #[arg(long, env = "KADI_RATE_LIMIT_MAX_CLIENTS", default_value_t = 100_000)]
+    pub rate_limit_max_clients: u64,
+    /// Count requests against the client in the first `X-Forwarded-For` hop
+    /// instead of the peer address. Only behind a proxy that sets that header
+    /// itself: otherwise clients choose their own address.
+    #[arg(long, env = "KADI_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
+    /// Seconds a client gets to send a request's headers; an idle keep-alive
+    /// connection is closed after as long.
+    #[arg(long, env = "KADI_HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a client gets to send a request's body.
+    #[arg(long, env = "KADI_BODY_READ_TIMEOUT_SECS", default_value_t = 60)]
+    pub body_read_timeout_secs: u64,
 }
 
 /// Options of `kadi import`.

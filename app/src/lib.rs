@@ -2,6 +2,7 @@
 //! link service, the redirect path, the HTTP API and the storage layer; the
 //! `kadi` binary and the ShortLink operator both build on it.
 
+pub mod auth;
 pub mod cache;
 pub mod clicks;
 pub mod config;
@@ -10,6 +11,7 @@ pub mod import;
 pub mod links;
 pub mod managed;
 pub mod metrics;
+pub mod ratelimit;
 pub mod redirect;
 pub mod server;
 pub mod store;

@@ -11,5 +11,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => kadi::server::serve(&global, args).await,
         Command::Migrate => kadi::server::migrate(&global).await,
         Command::Import(args) => kadi::server::import(&global, &args).await,
+        Command::Keys(command) => kadi::server::keys(&global, &command).await,
     }
 }

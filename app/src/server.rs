@@ -2,7 +2,6 @@
 //! pipeline and listeners, with a graceful shutdown that drains clicks.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,13 +10,30 @@ use axum::Router;
 use tokio::net::TcpListener;
 use url::Url;
 
+use crate::auth::AuthMode;
 use crate::cache::{CacheConfig, LinkCache};
 use crate::clicks::{self, ClickWriter};
-use crate::config::{GlobalArgs, ServeArgs};
+use crate::config::{GlobalArgs, KeysCommand, ServeArgs};
+use crate::http::access::Access;
+use crate::http::connections::{self, ConnectionLimits};
 use crate::http::{self, AppState};
 use crate::links::{LinkService, TargetPolicy};
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::ratelimit::{RateLimit, RateLimiter};
+use crate::store::{Backend, Store};
+
+/// API requests per second per key and per client in production: far above
+/// what an integration does by hand, low enough that one client cannot keep
+/// the database busy for everyone.
+const DEFAULT_API_RATE_LIMIT: f64 = 50.0;
+
+/// Redirects per second per client in production: a person clicks a few
+/// links a minute; this leaves room for shared addresses (offices, carrier
+/// NAT) while stopping one client from scanning codes at full speed.
+const DEFAULT_REDIRECT_RATE_LIMIT: f64 = 200.0;
+
+/// Rate-limit buckets kept when a service is built from [`Options::new`].
+const DEFAULT_MAX_TRACKED_CLIENTS: u64 = 100_000;
 
 /// What a service needs besides its store.
 #[derive(Debug, Clone)]
@@ -30,16 +46,50 @@ pub struct Options {
     pub click_queue_capacity: usize,
     /// Redis for the shared cache tier and invalidations between replicas.
     pub redis: Option<redis::Client>,
+    /// Whether the resource API requires an API key.
+    pub auth: AuthMode,
+    /// Rate limits of the API and of redirects.
+    pub rate_limits: RateLimits,
+    /// Deadlines of client connections.
+    pub connections: ConnectionLimits,
+}
+
+/// Rate limits of a service; `None` is no limit.
+#[derive(Debug, Clone)]
+pub struct RateLimits {
+    /// API requests, per key and per client.
+    pub api: Option<RateLimit>,
+    /// Redirects, per client.
+    pub redirect: Option<RateLimit>,
+    /// Most buckets each limiter keeps.
+    pub max_tracked_clients: u64,
+    /// Take the client from the first `X-Forwarded-For` hop.
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            api: None,
+            redirect: None,
+            max_tracked_clients: DEFAULT_MAX_TRACKED_CLIENTS,
+            trust_forwarded_for: false,
+        }
+    }
 }
 
 impl Options {
-    /// Defaults for a service whose short URLs start with `public_url`.
+    /// Defaults for a service whose short URLs start with `public_url`: no API
+    /// keys and no rate limits, as the original contract had.
     pub fn new(public_url: Url) -> Options {
         Options {
             public_url,
             cache: CacheConfig::default(),
             click_queue_capacity: 65_536,
             redis: None,
+            auth: AuthMode::Off,
+            rate_limits: RateLimits::default(),
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -49,6 +99,7 @@ pub struct Service {
     /// The state handlers share.
     pub state: AppState,
     writer: ClickWriter,
+    connections: ConnectionLimits,
 }
 
 impl Service {
@@ -67,14 +118,26 @@ impl Service {
         );
         let (queue, writer) = clicks::start(store, options.click_queue_capacity, metrics.clone());
         let public_base: Arc<str> = options.public_url.as_str().trim_end_matches('/').into();
+        let limits = &options.rate_limits;
+        let limiter = |limit: Option<RateLimit>| {
+            limit.map(|limit| RateLimiter::new(limit, limits.max_tracked_clients))
+        };
+        let access = Access {
+            auth: options.auth,
+            api_limiter: limiter(limits.api),
+            redirect_limiter: limiter(limits.redirect),
+            trust_forwarded_for: limits.trust_forwarded_for,
+        };
         Service {
             state: AppState {
                 links,
                 clicks: queue,
                 metrics,
                 public_base,
+                access: Arc::new(access),
             },
             writer,
+            connections: options.connections,
         }
     }
 
@@ -92,20 +155,17 @@ impl Service {
         grace: Duration,
     ) -> anyhow::Result<()> {
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let app = self
-            .router()
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let server = connections::serve(listener, self.router(), self.connections, async move {
             shutdown.await;
             let _ = stopping_tx.send(());
         });
-        let mut server = tokio::spawn(async move { server.await });
+        let mut server = tokio::spawn(server);
         tokio::select! {
-            result = &mut server => result.context("server task failed")?.context("serving failed")?,
+            result = &mut server => result.context("server task failed")?,
             _ = stopping_rx => {
                 tracing::info!(grace_secs = grace.as_secs(), "Shutting down");
                 match tokio::time::timeout(grace, &mut server).await {
-                    Ok(result) => result.context("server task failed")?.context("serving failed")?,
+                    Ok(result) => result.context("server task failed")?,
                     Err(_) => {
                         tracing::warn!("Grace period over; closing open connections");
                         server.abort();
@@ -130,6 +190,7 @@ impl Service {
 /// `kadi serve`.
 pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let store = connect(global).await?;
+    register_bootstrap_key(&store).await?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -144,6 +205,14 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let local = is_local_setup(store.backend(), address.ip());
+    let auth = args.auth.unwrap_or(if local {
+        AuthMode::Off
+    } else {
+        AuthMode::Required
+    });
+    let production_rate =
+        |flag: Option<f64>, default: f64| flag.unwrap_or(if local { 0.0 } else { default });
     let options = Options {
         public_url: public_url.clone(),
         cache: CacheConfig {
@@ -153,7 +222,25 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         },
         click_queue_capacity: args.click_queue_capacity,
         redis,
+        auth,
+        rate_limits: RateLimits {
+            api: RateLimit::new(
+                production_rate(args.api_rate_limit, DEFAULT_API_RATE_LIMIT),
+                args.api_rate_burst,
+            ),
+            redirect: RateLimit::new(
+                production_rate(args.redirect_rate_limit, DEFAULT_REDIRECT_RATE_LIMIT),
+                args.redirect_rate_burst,
+            ),
+            max_tracked_clients: args.rate_limit_max_clients,
+            trust_forwarded_for: args.trust_forwarded_for,
+        },
+        connections: ConnectionLimits {
+            header_read_timeout: Duration::from_secs(args.header_read_timeout_secs.max(1)),
+            body_read_timeout: Duration::from_secs(args.body_read_timeout_secs.max(1)),
+        },
     };
+    log_access_policy(&options, local);
     let service = Service::start(store, options);
     if let Some(metrics_address) = args.metrics_listen {
         let metrics_listener = TcpListener::bind(metrics_address)
@@ -168,6 +255,7 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         public_url = %public_url,
         database = ?service.state.store().backend(),
         redis = args.redis_url.is_some(),
+        auth = %auth,
         "Kadi is listening"
     );
     service
@@ -177,6 +265,113 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
             Duration::from_secs(args.shutdown_grace_secs),
         )
         .await
+}
+
+/// Whether this is the embedded default on loopback: someone trying Kadi on
+/// their own machine. Anything else may face other people, so it starts with
+/// API keys required and rate limits on.
+pub fn is_local_setup(backend: Backend, listen: std::net::IpAddr) -> bool {
+    backend == Backend::Sqlite && listen.is_loopback()
+}
+
+/// Says at start-up how the service is guarded, and warns when it is open.
+fn log_access_policy(options: &Options, local: bool) {
+    let limits = &options.rate_limits;
+    let rate = |limit: Option<RateLimit>| limit.map_or(0.0, |limit| limit.per_second);
+    tracing::info!(
+        auth = %options.auth,
+        api_rate_limit = rate(limits.api),
+        redirect_rate_limit = rate(limits.redirect),
+        trust_forwarded_for = limits.trust_forwarded_for,
+        "Access policy"
+    );
+    match (options.auth, local) {
+        (AuthMode::Off, true) => tracing::info!(
+            "API keys are off: the embedded default on loopback is for local use; \
+             use --auth required before exposing it"
+        ),
+        (AuthMode::Off, false) => {
+            tracing::warn!("API keys are off: anyone who reaches this listener can change links")
+        }
+        (AuthMode::Required, _) => {}
+    }
+}
+
+/// `kadi keys …`: creates, lists and revokes API keys.
+pub async fn keys(global: &GlobalArgs, command: &KeysCommand) -> anyhow::Result<()> {
+    let store = connect(global).await?;
+    match command {
+        KeysCommand::Create { name } => {
+            if name.trim().is_empty() {
+                anyhow::bail!("name the key after what will use it: --name must not be empty");
+            }
+            let created = crate::auth::create_key(&store, name)
+                .await
+                .context("cannot create the key")?;
+            println!("id: {}", created.key.id);
+            println!("name: {}", created.key.name);
+            println!("key: {}", created.secret);
+            eprintln!("Store the key now: it is not shown again.");
+        }
+        KeysCommand::List => {
+            let keys = store.api_keys().await.context("cannot list the keys")?;
+            println!(
+                "{:<6} {:<14} {:<26} {:<26} NAME",
+                "ID", "PREFIX", "CREATED", "REVOKED"
+            );
+            for key in keys {
+                let revoked = key
+                    .revoked_at
+                    .map_or_else(|| "-".to_owned(), |at| at.to_rfc3339());
+                println!(
+                    "{:<6} {:<14} {:<26} {:<26} {}",
+                    key.id,
+                    key.prefix,
+                    key.created_at.to_rfc3339(),
+                    revoked,
+                    key.name
+                );
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            let key = store
+                .revoke_api_key(*id)
+                .await
+                .context("cannot revoke the key")?;
+            let Some(key) = key else {
+                anyhow::bail!("no API key has id {id}");
+            };
+            println!("revoked: {} ({})", key.id, key.name);
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+/// Environment variable holding a key that a deployment hands to Kadi (a
+/// Kubernetes Secret), so that automation such as `helm test` can use the API
+/// without a person running `kadi keys create` first. Environment only: it is
+/// a secret.
+pub const BOOTSTRAP_KEY_ENV: &str = "KADI_BOOTSTRAP_API_KEY";
+
+/// Stores the bootstrap key, when one is given, under the name `bootstrap`.
+async fn register_bootstrap_key(store: &Store) -> anyhow::Result<()> {
+    let Ok(secret) = std::env::var(BOOTSTRAP_KEY_ENV) else {
+        return Ok(());
+    };
+    let secret = secret.trim();
+    if secret.is_empty() {
+        return Ok(());
+    }
+    let added = crate::auth::ensure_key(store, "bootstrap", secret)
+        .await
+        .with_context(|| {
+            format!("{BOOTSTRAP_KEY_ENV} is not a usable key (kadi_ and 64 hex digits)")
+        })?;
+    if added {
+        tracing::info!("Bootstrap API key registered");
+    }
+    Ok(())
 }
 
 /// `kadi migrate`.
@@ -268,5 +463,21 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = interrupt => {},
         _ = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_embedded_default_on_loopback_is_local() {
+        let loopback = "127.0.0.1".parse().unwrap();
+        let loopback_v6 = "::1".parse().unwrap();
+        let any = "0.0.0.0".parse().unwrap();
+        assert!(is_local_setup(Backend::Sqlite, loopback));
+        assert!(is_local_setup(Backend::Sqlite, loopback_v6));
+        assert!(!is_local_setup(Backend::Sqlite, any));
+        assert!(!is_local_setup(Backend::Postgres, loopback));
     }
 }

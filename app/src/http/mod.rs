@@ -1,9 +1,12 @@
 //! The HTTP service: the resource API, the redirect route, health and the
 //! OpenAPI document. [`app`] builds the router from an [`AppState`].
 
+pub mod access;
+pub mod connections;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod headers;
 pub mod health;
 pub mod openapi;
 pub mod redirect;
@@ -13,12 +16,11 @@ pub mod users;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::clicks::ClickQueue;
@@ -44,6 +46,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Base of short URLs, without a trailing slash.
     pub public_base: Arc<str>,
+    /// API keys and rate limits.
+    pub access: Arc<access::Access>,
 }
 
 impl AppState {
@@ -66,6 +70,40 @@ pub fn app(state: AppState) -> Router {
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(openapi::document))
+        .merge(resource_api(state.clone()))
+        .route(
+            "/{short_code}",
+            get(redirect::follow).route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                access::guard_redirect,
+            )),
+        )
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            record_request,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            headers::set_security_headers,
+        ))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(crate::telemetry::request_span)
+                // ApiError logs each 5xx once, with its error chain.
+                .on_failure(()),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// The routes of users, links and events: every one needs an API key when
+/// authentication is on, and counts against the API rate limits.
+fn resource_api(state: AppState) -> Router<AppState> {
+    Router::new()
         .route("/users", post(users::create_user).get(users::list_users))
         .route(
             "/users/bulk",
@@ -90,27 +128,10 @@ pub fn app(state: AppState) -> Router {
             post(events::create_event).get(events::list_events),
         )
         .route("/events/{id}", get(events::get_event))
-        .route("/{short_code}", get(redirect::follow))
-        .fallback(unknown_route)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            state.metrics.clone(),
-            record_request,
+        .route_layer(axum::middleware::from_fn_with_state(
+            state,
+            access::guard_api,
         ))
-        .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(crate::telemetry::request_span)
-                // ApiError logs each 5xx once, with its error chain.
-                .on_failure(()),
-        )
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
-        .with_state(state)
 }
 
 async fn unknown_route() -> ApiError {

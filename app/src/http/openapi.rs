@@ -2,7 +2,10 @@
 //! served at `/openapi.json`.
 
 use axum::Json;
-use utoipa::OpenApi;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::ResponseBuilder;
+use utoipa::{Modify, OpenApi};
 
 use super::{events, health, redirect, urls, users};
 
@@ -26,9 +29,66 @@ use super::{events, health, redirect, urls, users};
         (name = "events", description = "What happened to links"),
         (name = "redirect", description = "Short codes"),
         (name = "health", description = "Probes"),
-    )
+    ),
+    modifiers(&ApiKeys)
 )]
 pub struct ApiDoc;
+
+/// Name of the API-key security scheme in the document.
+const API_KEY_SCHEME: &str = "api_key";
+
+/// Marks the resource API (users, links, events) as needing an API key, with
+/// the 401 and 429 answers of the access layer.
+struct ApiKeys;
+
+impl Modify for ApiKeys {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            API_KEY_SCHEME,
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let protected = ["/users", "/urls", "/events"]
+                .iter()
+                .any(|prefix| path == prefix || path.starts_with(&format!("{prefix}/")));
+            if !protected {
+                continue;
+            }
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                mark_protected(operation);
+            }
+        }
+    }
+}
+
+fn mark_protected(operation: &mut Operation) {
+    operation.security = Some(vec![SecurityRequirement::new(
+        API_KEY_SCHEME,
+        Vec::<String>::new(),
+    )]);
+    let responses = &mut operation.responses.responses;
+    responses.insert(
+        "401".to_owned(),
+        ResponseBuilder::new()
+            .description("No valid API key (when the service requires keys)")
+            .build()
+            .into(),
+    );
+    responses.insert(
+        "429".to_owned(),
+        ResponseBuilder::new()
+            .description("Rate limit reached; see Retry-After and RateLimit-* headers")
+            .build()
+            .into(),
+    );
+}
 
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "health",

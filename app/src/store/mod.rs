@@ -3,6 +3,7 @@
 
 mod events;
 mod import;
+mod keys;
 mod links;
 mod managed;
 mod users;
@@ -18,6 +19,7 @@ use tokio::sync::{Mutex, MutexGuard};
 
 pub use events::{ClickRow, DayCount, Event, EventFilter, NewEvent, ReferrerCount};
 pub use import::{ImportEvent, ImportLink, ImportUser, RowOutcome};
+pub use keys::{ApiKey, StoredKeyHash};
 pub use links::{Link, LinkFilter, LinkPatch, LinkTarget, NewLink};
 pub use managed::{ManagedLink, ManagedOutcome, ReclaimPolicy};
 pub use users::{Upserted, User, UserPatch, UserUpsert};

@@ -415,6 +415,11 @@ impl KadiProcess {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kadi"))
             .env_remove("DATABASE_URL")
             .env_remove("REDIS_URL")
+            // Clients of the original contract: no API keys, no rate limits,
+            // unless a test passes flags that say otherwise.
+            .env("KADI_AUTH", "off")
+            .env("KADI_API_RATE_LIMIT", "0")
+            .env("KADI_REDIRECT_RATE_LIMIT", "0")
             .args([
                 "--listen",
                 "127.0.0.1:0",
