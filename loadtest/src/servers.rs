@@ -115,6 +115,16 @@ pub fn start_kadi(
             "--metrics-listen",
             &metrics.to_string(),
         ])
+        // The suite measures capacity, not the abuse limits; its mixed
+        // scenario uses the API without a key.
+        .args([
+            "--auth",
+            "off",
+            "--api-rate-limit",
+            "0",
+            "--redirect-rate-limit",
+            "0",
+        ])
         .args(args);
     if let Some(redis) = redis_url {
         command.args(["--redis-url", redis]);
