@@ -252,3 +252,17 @@ stored in its Secret, else a new random one.
     - pod-template-hash
 {{- end }}
 {{- end -}}
+
+{{/* Name of the Secret holding the bootstrap API key, and its key. */}}
+{{- define "kadi.bootstrapKey.secretName" -}}
+{{- .Values.app.bootstrapKey.existingSecret | default (include "kadi.partname" (dict "root" . "part" "api-key")) -}}
+{{- end -}}
+
+{{/* Env entry that hands the bootstrap API key to a container. */}}
+{{- define "kadi.bootstrapKeyEnv" -}}
+- name: KADI_BOOTSTRAP_API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "kadi.bootstrapKey.secretName" .root }}
+      key: {{ .root.Values.app.bootstrapKey.existingSecretKey }}
+{{- end -}}
