@@ -133,7 +133,7 @@ async fn sigterm_drains_every_queued_click() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_command_reports_and_is_safe_to_run_twice() {
     let db = common::TestDb::new(Backend::Sqlite).await;
-    let data = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
+    let data = common::seed_data_dir();
     let run = || {
         kadi()
             .args(["--database-url", &db.url, "--log-format", "text", "import"])

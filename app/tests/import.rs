@@ -11,15 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 fn data_dir(variant: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data")
-        .join(variant);
-    assert!(
-        dir.join("users.csv").exists(),
-        "seed data missing at {}",
-        dir.display()
-    );
-    dir
+    common::seed_data_dir().join(variant)
 }
 
 async fn import_dir(app: &common::TestApp, variant: &str) -> ImportReport {

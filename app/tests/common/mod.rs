@@ -488,3 +488,19 @@ impl Drop for KadiProcess {
         let _ = self.child.wait();
     }
 }
+
+/// The original service's seed CSVs: `KADI_SEED_DATA` when set, else the
+/// `shared/data` folder beside the repository (where CI puts it).
+pub fn seed_data_dir() -> std::path::PathBuf {
+    let dir = std::env::var_os("KADI_SEED_DATA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
+        });
+    assert!(
+        dir.join("users.csv").exists(),
+        "seed data missing at {}; set KADI_SEED_DATA to the folder with users.csv",
+        dir.display()
+    );
+    dir
+}
