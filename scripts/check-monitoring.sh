@@ -216,9 +216,12 @@ start_stack() {
     echo "PostgreSQL on 127.0.0.1:$pg_port"
 
     metrics_port=$(free_port)
+    # Keys and abuse limits are not what this test is about: its traffic
+    # generator uses the API without a key and faster than the default limits.
     env -u REDIS_URL -u KADI_PUBLIC_URL \
         DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/postgres" \
         "$kadi_bin" --listen 127.0.0.1:0 --log-format json --log info \
+        --auth off --api-rate-limit 0 --redirect-rate-limit 0 \
         --metrics-listen "127.0.0.1:$metrics_port" >"$scratch/kadi.log" 2>&1 &
     STARTED_PIDS+=($!)
     wait_http "http://127.0.0.1:$metrics_port/metrics" 30 || { cat "$scratch/kadi.log"; return 1; }
