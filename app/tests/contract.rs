@@ -455,6 +455,17 @@ on_both_backends! {
         }
     }
 
+    async fn every_response_carries_a_request_id(app) {
+        let first = app.get("/health").await;
+        let second = app.get("/nosuchcode").await;
+        let id = |r: &reqwest::Response| r.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert!(!id(&first).is_empty());
+        assert_ne!(id(&first), id(&second));
+        let given = app.client.get(app.url("/health")).header("x-request-id", "trace-42")
+            .send().await.unwrap();
+        assert_eq!(id(&given), "trace-42");
+    }
+
     async fn protocol_errors_are_json(app) {
         assert_error(app.get("/no/such/route").await, StatusCode::NOT_FOUND).await;
         assert_error(app.request(Method::PATCH, "/users", None).await, StatusCode::METHOD_NOT_ALLOWED).await;

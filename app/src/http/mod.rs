@@ -20,7 +20,9 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 
 use crate::clicks::ClickQueue;
@@ -96,7 +98,10 @@ pub fn app(state: AppState) -> Router {
                 .on_failure(()),
         )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(
+            request_id,
+            SequentialRequestId::new(),
+        ))
         .with_state(state)
 }
 
@@ -177,10 +182,7 @@ async fn record_request(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let started = std::time::Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|path| path.as_str().to_owned());
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let method = request.method().clone();
     let response = next.run(request).await;
     let class = match response.status().as_u16() {
@@ -196,7 +198,38 @@ async fn record_request(
     };
     metrics
         .http_requests
-        .with_label_values(&[route.as_deref().unwrap_or("unmatched"), method, class])
+        .with_label_values(&[
+            route.as_ref().map_or("unmatched", MatchedPath::as_str),
+            method,
+            class,
+        ])
         .observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// Request ids for requests that arrive without one: a random per-process
+/// prefix and a counter. Unique across replicas without a random draw per
+/// request, which the redirect path would pay on every click.
+#[derive(Clone)]
+struct SequentialRequestId {
+    prefix: Arc<str>,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl SequentialRequestId {
+    fn new() -> SequentialRequestId {
+        SequentialRequestId {
+            prefix: format!("{:016x}", rand::random::<u64>()).into(),
+            next: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        }
+    }
+}
+
+impl MakeRequestId for SequentialRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        axum::http::HeaderValue::from_str(&format!("{}-{n:x}", self.prefix))
+            .ok()
+            .map(RequestId::new)
+    }
 }
