@@ -445,7 +445,9 @@ async fn probe_database(store: Store, metrics: Metrics) {
     }
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or Ctrl-C; the shutdown trigger of `kadi` and
+/// `kadi-controller`.
+pub async fn shutdown_signal() {
     let interrupt = async {
         let _ = tokio::signal::ctrl_c().await;
     };
