@@ -3,9 +3,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use kadi::store::{Backend, EventFilter, Page};
 use serde_json::{json, Value};
@@ -16,45 +14,11 @@ fn kadi() -> Command {
     command
 }
 
-/// Reads the log until the line that says where Kadi listens, then keeps
-/// collecting the rest of the log in the background.
-fn listening_url(
-    stderr: impl std::io::Read + Send + 'static,
-) -> (String, std::thread::JoinHandle<Vec<String>>) {
-    let mut lines = BufReader::new(stderr).lines();
-    for line in lines.by_ref() {
-        let line = line.expect("log line");
-        let Ok(entry) = serde_json::from_str::<Value>(&line) else {
-            continue;
-        };
-        if entry["message"] == "Kadi is listening" {
-            let url = entry["url"].as_str().expect("url field").to_owned();
-            let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect());
-            return (url, rest);
-        }
-    }
-    panic!("kadi exited without saying where it listens");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_every_queued_click() {
     let db = common::TestDb::new(Backend::Sqlite).await;
-    let mut child = kadi()
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--database-url",
-            &db.url,
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start kadi");
-    let stderr = child.stderr.take().unwrap();
-    let (base, log) = tokio::task::spawn_blocking(move || listening_url(stderr))
-        .await
-        .unwrap();
+    let kadi = common::KadiProcess::start(&["--database-url", &db.url]);
+    let base = kadi.base.clone();
 
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -87,23 +51,7 @@ async fn sigterm_drains_every_queued_click() {
     }
     assert_eq!(served, 300);
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let started = Instant::now();
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "kadi did not exit after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let log = log.join().unwrap().join("\n");
+    let (exit, log) = kadi.terminate().await;
     assert!(exit.success(), "kadi exited with {exit}:\n{log}");
     assert!(log.contains("Click queue drained"), "{log}");
 

@@ -471,6 +471,31 @@ impl KadiProcess {
         }
     }
 
+    /// Sends SIGTERM and waits (at most 15 s) for the exit; returns the exit
+    /// status and the whole log.
+    pub async fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let signal = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(signal.success());
+        let started = std::time::Instant::now();
+        let exit = loop {
+            if let Some(exit) = self.child.try_wait().expect("wait") {
+                break exit;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "kadi did not exit after SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        // The log reader ends with the process's stderr.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let log = self.log.lock().unwrap().join("\n");
+        (exit, log)
+    }
+
     /// How many log lines contain `text`.
     pub fn log_count(&self, text: &str) -> usize {
         self.log
