@@ -2,6 +2,8 @@
 //! parts that record them as ready-made handles, so that hot paths do no label
 //! lookup. Every metric is listed in `docs/monitoring.md`.
 
+use std::sync::Arc;
+
 use prometheus::core::Collector;
 use prometheus::{
     Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -15,9 +17,23 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     2.5, 5.0,
 ];
 
-/// Every metric `kadi` exports.
+/// Every metric `kadi` exports, as one shared set. Cloning is a single
+/// reference count: every request clones the state that holds it, so a copy of
+/// each handle per clone would cost dozens of contended atomic operations on
+/// the redirect path.
 #[derive(Clone)]
-pub struct Metrics {
+pub struct Metrics(Arc<MetricSet>);
+
+impl std::ops::Deref for Metrics {
+    type Target = MetricSet;
+
+    fn deref(&self) -> &MetricSet {
+        &self.0
+    }
+}
+
+/// The metric handles behind [`Metrics`].
+pub struct MetricSet {
     registry: Registry,
     /// `kadi_http_request_duration_seconds{route,method,status}`.
     pub http_requests: HistogramVec,
@@ -173,7 +189,7 @@ impl Metrics {
 
         let redirect = |result: &str| redirects.with_label_values(&[result]);
         let lookup = |tier: &str, result: &str| lookups.with_label_values(&[tier, result]);
-        Metrics {
+        Metrics(Arc::new(MetricSet {
             http_requests,
             redirects: RedirectCounters {
                 served: redirect("served"),
@@ -250,7 +266,7 @@ impl Metrics {
             db_connections,
             start_time,
             registry,
-        }
+        }))
     }
 
     /// The exposition text of every metric.

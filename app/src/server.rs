@@ -16,7 +16,7 @@ use crate::clicks::{self, ClickWriter};
 use crate::config::{GlobalArgs, KeysCommand, ServeArgs};
 use crate::http::access::Access;
 use crate::http::connections::{self, ConnectionLimits};
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, StateParts};
 use crate::links::{LinkService, TargetPolicy};
 use crate::metrics::Metrics;
 use crate::ratelimit::{RateLimit, RateLimiter};
@@ -129,13 +129,13 @@ impl Service {
             trust_forwarded_for: limits.trust_forwarded_for,
         };
         Service {
-            state: AppState {
+            state: AppState::new(StateParts {
                 links,
                 clicks: queue,
                 metrics,
                 public_base,
                 access: Arc::new(access),
-            },
+            }),
             writer,
             connections: options.connections,
         }

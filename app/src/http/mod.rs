@@ -37,9 +37,28 @@ pub const MAX_JSON_BODY_BYTES: usize = 64 * 1024;
 /// Largest CSV upload accepted by `POST /users/bulk`.
 pub const MAX_BULK_BODY_BYTES: usize = 16 * 1024 * 1024;
 
-/// Everything a request handler needs. Cheap to clone.
+/// Everything a request handler needs. Cloning is a single reference count:
+/// axum clones the state for every extractor and middleware of every request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<StateParts>);
+
+impl AppState {
+    /// Shares `parts` between every request.
+    pub fn new(parts: StateParts) -> AppState {
+        AppState(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = StateParts;
+
+    fn deref(&self) -> &StateParts {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct StateParts {
     /// The link service (and through it the store and cache).
     pub links: LinkService,
     /// Where redirects queue their clicks.
