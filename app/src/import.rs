@@ -116,6 +116,10 @@ struct EventRecord {
 }
 
 /// Runs an import through the link service.
+// Limitation: a NUL character in a title or in event details passes the row
+// checks, but PostgreSQL cannot store it, so the import stops with a store
+// error at that batch after the earlier batches were stored. Running it again
+// once the file is fixed is safe: stored rows are skipped.
 pub async fn import(
     links: &LinkService,
     files: ImportFiles<'_>,

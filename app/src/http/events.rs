@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{empty_as_none, JsonObject, Paging, Path, Query};
+use super::extract::{empty_as_none, integer_or_empty, JsonObject, Paging, Path, Query};
 use super::AppState;
 use crate::store::{Event, EventFilter, NewEvent};
 
@@ -24,7 +24,9 @@ pub struct CreateEvent {
     pub url_id: i64,
     /// The user, when known.
     pub user_id: Option<i64>,
-    /// A non-empty name such as `click` or a client's own.
+    /// A name such as `click` or a client's own: 1 to 64 printable
+    /// characters, not only spaces.
+    #[schema(min_length = 1, max_length = 64, example = "click")]
     pub event_type: String,
     /// A JSON object; `{}` when absent.
     #[schema(value_type = Option<Object>)]
@@ -37,11 +39,11 @@ pub struct CreateEvent {
 pub struct EventQuery {
     /// Only events of this link.
     #[serde(default, deserialize_with = "empty_as_none")]
-    #[param(value_type = Option<i64>)]
+    #[param(schema_with = integer_or_empty)]
     pub url_id: Option<i64>,
     /// Only events of this user.
     #[serde(default, deserialize_with = "empty_as_none")]
-    #[param(value_type = Option<i64>)]
+    #[param(schema_with = integer_or_empty)]
     pub user_id: Option<i64>,
     /// Only events of this type.
     #[serde(default, deserialize_with = "empty_as_none")]
@@ -60,6 +62,16 @@ pub async fn list_events(
     State(state): State<AppState>,
     Query(query): Query<EventQuery>,
 ) -> Result<Json<Vec<Event>>, ApiError> {
+    if query
+        .event_type
+        .as_deref()
+        .is_some_and(|t| t.contains('\0'))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "event_type must not contain NUL characters",
+        ));
+    }
     let filter = EventFilter {
         url_id: query.url_id,
         user_id: query.user_id,
@@ -91,17 +103,27 @@ pub async fn create_event(
     State(state): State<AppState>,
     JsonObject(body): JsonObject<CreateEvent>,
 ) -> Result<(StatusCode, Json<Event>), ApiError> {
+    // The limit counts what the client sent, as the document states it;
+    // surrounding spaces are dropped only afterwards.
     let event_type = body.event_type.trim();
+    let too_long = body.event_type.chars().count() > MAX_EVENT_TYPE_LEN;
     if event_type.is_empty() {
         return Err(ApiError::invalid(
             "invalid_field",
             "event_type must not be empty",
         ));
     }
-    if event_type.chars().count() > MAX_EVENT_TYPE_LEN || event_type.chars().any(char::is_control) {
+    if too_long || event_type.chars().any(char::is_control) {
         return Err(ApiError::invalid(
             "invalid_field",
             format!("event_type must be at most {MAX_EVENT_TYPE_LEN} printable characters"),
+        ));
+    }
+    let details = Value::Object(body.details.unwrap_or_default());
+    if contains_nul(&details) {
+        return Err(ApiError::invalid(
+            "invalid_field",
+            "details must not contain NUL characters",
         ));
     }
     if state.store().link(body.url_id).await?.is_none() {
@@ -125,8 +147,22 @@ pub async fn create_event(
             user_id: body.user_id,
             event_type: event_type.to_owned(),
             timestamp: Utc::now(),
-            details: Value::Object(body.details.unwrap_or_default()),
+            details,
         })
         .await?;
     Ok((StatusCode::CREATED, Json(event)))
+}
+
+/// Whether a NUL character hides in any key or string of `value`. PostgreSQL
+/// stores neither text nor JSON with one, so such input is refused up front
+/// on every backend rather than failing as a 500 on one.
+fn contains_nul(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(members) => members
+            .iter()
+            .any(|(key, member)| key.contains('\0') || contains_nul(member)),
+        _ => false,
+    }
 }

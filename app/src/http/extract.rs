@@ -6,6 +6,8 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
+use utoipa::openapi::schema::AnyOfBuilder;
+use utoipa::openapi::{Object, ObjectBuilder, Schema, Type};
 
 use super::error::ApiError;
 
@@ -113,17 +115,57 @@ where
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
+/// The schema of a query value read with [`empty_as_none`]: an integer, or
+/// empty for absent.
+pub fn integer_or_empty() -> Schema {
+    or_empty(Object::with_type(Type::Integer))
+}
+
+/// Like [`integer_or_empty`], for values of at least 1.
+pub fn positive_integer_or_empty() -> Schema {
+    or_empty(
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(1))
+            .build(),
+    )
+}
+
+/// The schema of a query value read with [`flag`]: a boolean, `1` or `0` in
+/// any case, or empty for absent.
+pub fn flag_or_empty() -> Schema {
+    let words = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(
+            r"^\s*([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|[01])?\s*$",
+        ))
+        .build();
+    AnyOfBuilder::new()
+        .item(Object::with_type(Type::Boolean))
+        .item(words)
+        .build()
+        .into()
+}
+
+fn or_empty(value: Object) -> Schema {
+    let empty = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(0))
+        .build();
+    AnyOfBuilder::new().item(value).item(empty).build().into()
+}
+
 /// `page` and `per_page` of a listing.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct Paging {
     /// Page number, from 1.
     #[serde(default, deserialize_with = "empty_as_none")]
-    #[param(value_type = Option<i64>, minimum = 1)]
+    #[param(schema_with = positive_integer_or_empty)]
     pub page: Option<i64>,
-    /// Rows per page, 1 to 100 (default 20).
+    /// Rows per page, from 1 (default 20); more than 100 gets 100.
     #[serde(default, deserialize_with = "empty_as_none")]
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    #[param(schema_with = positive_integer_or_empty)]
     pub per_page: Option<i64>,
 }
 

@@ -40,10 +40,19 @@ impl<S: Send + Sync> FromRequestParts<S> for ClickContext {
 /// Redirects to the link's target and queues the click.
 #[utoipa::path(get, path = "/{short_code}", tag = "redirect",
     params(("short_code" = String, Path, description = "The link's short code")),
-    responses((status = 301), (status = 302, description = "Redirect to the target URL"),
-              (status = 307), (status = 308),
-              (status = 404, body = ErrorBody, description = "Unknown or inactive"),
-              (status = 410, body = ErrorBody, description = "Expired or visits used up")))]
+    responses(
+        (status = 301, description = "Permanent redirect (the link's `redirect_status`)",
+         headers(("Location" = String, description = "The target URL"))),
+        (status = 302, description = "Redirect to the target URL (the default)",
+         headers(("Location" = String, description = "The target URL"),
+                 ("Cache-Control" = String, description = "`no-store`"))),
+        (status = 307, description = "Temporary redirect that keeps the method",
+         headers(("Location" = String, description = "The target URL"),
+                 ("Cache-Control" = String, description = "`no-store`"))),
+        (status = 308, description = "Permanent redirect that keeps the method",
+         headers(("Location" = String, description = "The target URL"))),
+        (status = 404, body = ErrorBody, description = "Unknown or inactive"),
+        (status = 410, body = ErrorBody, description = "Expired or visits used up")))]
 pub async fn follow(
     State(state): State<AppState>,
     method: Method,

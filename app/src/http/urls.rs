@@ -6,12 +6,16 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::SchemaType;
+use utoipa::openapi::{Object, ObjectBuilder, Type};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{empty_as_none, flag, nullable, JsonObject, Paging, Path, Query};
+use super::extract::{
+    empty_as_none, flag, flag_or_empty, integer_or_empty, nullable, JsonObject, Paging, Path, Query,
+};
 use super::AppState;
-use crate::links::LinkRequest;
+use crate::links::{LinkRequest, REDIRECT_STATUSES};
 use crate::store::{DayCount, Link, LinkFilter, LinkPatch, ReferrerCount};
 
 /// A link as the API returns it: the stored link and its short URL.
@@ -28,12 +32,20 @@ pub struct UrlView {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateUrl {
     /// Owner.
+    #[schema(example = 1)]
     pub user_id: i64,
-    /// Absolute http(s) URL, at most 2,048 bytes.
+    /// Absolute http(s) URL with a host, at most 2,048 bytes.
+    #[schema(
+        min_length = 1,
+        max_length = 2048,
+        example = "https://example.com/launch"
+    )]
     pub original_url: String,
-    /// Free-form title.
+    /// Free-form title, at most 512 characters.
+    #[schema(max_length = 512)]
     pub title: Option<String>,
-    /// Custom code: 3 to 64 characters of `[A-Za-z0-9_-]`.
+    /// Custom code: 3 to 64 characters of `[A-Za-z0-9_-]`, not a reserved name.
+    #[schema(min_length = 3, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")]
     pub short_code: Option<String>,
     /// After this time (RFC 3339) the link answers 410 Gone.
     pub expires_at: Option<DateTime<Utc>>,
@@ -41,6 +53,7 @@ pub struct CreateUrl {
     #[schema(minimum = 1)]
     pub max_visits: Option<i64>,
     /// 301, 302 (default), 307 or 308.
+    #[schema(schema_with = redirect_status_schema)]
     pub redirect_status: Option<i32>,
     /// Create the link inactive (`false`); active when absent.
     pub is_active: Option<bool>,
@@ -51,10 +64,11 @@ pub struct CreateUrl {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdateUrl {
     /// New target URL.
+    #[schema(min_length = 1, max_length = 2048)]
     pub original_url: Option<String>,
     /// New title.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 512)]
     pub title: Option<Option<String>>,
     /// Activate or deactivate.
     pub is_active: Option<bool>,
@@ -67,11 +81,20 @@ pub struct UpdateUrl {
     #[schema(value_type = Option<i64>, minimum = 1)]
     pub max_visits: Option<Option<i64>>,
     /// New redirect status.
+    #[schema(schema_with = redirect_status_schema)]
     pub redirect_status: Option<i32>,
     /// Short codes never change; a different one is refused.
     pub short_code: Option<String>,
     /// Owners never change through this route; a different one is refused.
     pub user_id: Option<i64>,
+}
+
+/// The schema of a redirect status: one of [`REDIRECT_STATUSES`], or null.
+fn redirect_status_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+        .enum_values(Some(REDIRECT_STATUSES.into_iter().map(Some).chain([None])))
+        .build()
 }
 
 /// Filters of `GET /urls`.
@@ -80,11 +103,11 @@ pub struct UpdateUrl {
 pub struct UrlQuery {
     /// Only links of this user.
     #[serde(default, deserialize_with = "empty_as_none")]
-    #[param(value_type = Option<i64>)]
+    #[param(schema_with = integer_or_empty)]
     pub user_id: Option<i64>,
     /// Only active (`true`) or inactive (`false`) links.
     #[serde(default, deserialize_with = "flag")]
-    #[param(value_type = Option<bool>)]
+    #[param(schema_with = flag_or_empty)]
     pub is_active: Option<bool>,
     /// Paging.
     #[serde(flatten)]

@@ -22,9 +22,11 @@ const MAX_EMAIL_LEN: usize = 254;
 /// Body of `POST /users`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateUser {
-    /// Unique name, 1 to 64 characters.
+    /// Unique name, 1 to 64 characters, without spaces or control characters.
+    #[schema(min_length = 1, max_length = 64, example = "ada")]
     pub username: String,
-    /// Unique e-mail address.
+    /// Unique e-mail address, at most 254 bytes.
+    #[schema(min_length = 3, max_length = 254, example = "ada@example.com")]
     pub email: String,
 }
 
@@ -32,8 +34,10 @@ pub struct CreateUser {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdateUser {
     /// New name.
+    #[schema(min_length = 1, max_length = 64)]
     pub username: Option<String>,
     /// New e-mail address.
+    #[schema(min_length = 3, max_length = 254)]
     pub email: Option<String>,
 }
 
