@@ -15,7 +15,7 @@ use crate::store::{ClickRow, Store};
 
 /// Most clicks stored in one transaction; bounds statement size and the time a
 /// batch holds the database.
-const MAX_BATCH: usize = 1_000;
+pub const MAX_BATCH: usize = 1_000;
 
 /// First and longest pause between attempts to store a batch after a failure.
 const RETRY_FIRST: Duration = Duration::from_millis(100);

@@ -27,6 +27,10 @@ pub use users::{Upserted, User, UserPatch, UserUpsert};
 /// How long a request waits for a pooled connection before the store counts as
 /// unavailable: long enough to ride out a burst, short enough that callers get a
 /// clear 503 instead of hanging.
+// Limitation: while PostgreSQL refuses connections, sqlx keeps retrying them
+// until this deadline, so every request that needs the database waits the
+// full 5 s before its 503. Readiness fails within a second meanwhile, which
+// takes the replica out of its Service (docs/failure-modes.md).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long SQLite waits on a lock held by another connection before giving up.
@@ -62,6 +66,9 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
                 StoreError::MissingReference(error)
             }
+            sqlx::Error::Database(db) if db.code().is_some_and(|c| is_unavailable_code(&c)) => {
+                StoreError::Unavailable(error)
+            }
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
@@ -70,6 +77,17 @@ impl From<sqlx::Error> for StoreError {
             _ => StoreError::Query(error),
         }
     }
+}
+
+/// Whether a PostgreSQL SQLSTATE says that the server cannot take the
+/// statement right now, rather than that the statement is wrong: class 08
+/// (connection exception), class 53 (insufficient resources: disk full, out
+/// of memory, too many connections), and 57P01 to 57P03 (sessions ended by a
+/// shutdown or crash, or the server still starting). A restart or failover
+/// ends running queries with these; the caller should retry later, so they
+/// answer 503, not 500.
+fn is_unavailable_code(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("53") || matches!(code, "57P01" | "57P02" | "57P03")
 }
 
 /// Which database engine a store runs on.
@@ -145,6 +163,9 @@ impl Store {
             || database_url.starts_with("postgresql://")
         {
             let options = PgConnectOptions::from_str(database_url).map_err(StoreError::Setup)?;
+            // Limitation: no statement timeout is set, so a query on a
+            // connection whose server stopped answering without closing it (a
+            // network partition) waits until TCP gives up, minutes later.
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -273,4 +294,22 @@ pub(crate) fn advance_sequence_sql(table: &str) -> String {
          GREATEST((SELECT COALESCE(MAX(id), 0) FROM {table}), 1), \
          (SELECT COUNT(*) > 0 FROM {table}))"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shutdown_and_connection_states_count_as_unavailable() {
+        for code in [
+            "57P01", "57P02", "57P03", "08006", "08001", "53300", "53100",
+        ] {
+            assert!(is_unavailable_code(code), "{code}");
+        }
+        // Faults of the statement itself: unique and foreign keys, syntax.
+        for code in ["23505", "23503", "42601", "57014"] {
+            assert!(!is_unavailable_code(code), "{code}");
+        }
+    }
 }

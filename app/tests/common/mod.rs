@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod postgres;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -331,7 +333,8 @@ pub struct RedisServer {
     child: Option<std::process::Child>,
 }
 
-fn free_port() -> u16 {
+/// A port nothing listens on right now, on 127.0.0.1.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -383,6 +386,18 @@ impl RedisServer {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open but nothing is
+    /// answered, as with a Redis stuck on a slow command. [`Self::stop`]
+    /// ends a frozen server too.
+    pub fn freeze(&self) {
+        let child = self.child.as_ref().expect("redis-server is running");
+        let sent = std::process::Command::new("kill")
+            .args(["-STOP", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill -STOP redis-server");
     }
 
     /// Kills the server.
@@ -498,12 +513,18 @@ impl KadiProcess {
 
     /// How many log lines contain `text`.
     pub fn log_count(&self, text: &str) -> usize {
+        self.log_lines(text).len()
+    }
+
+    /// The log lines that contain `text`.
+    pub fn log_lines(&self, text: &str) -> Vec<String> {
         self.log
             .lock()
             .unwrap()
             .iter()
             .filter(|l| l.contains(text))
-            .count()
+            .cloned()
+            .collect()
     }
 }
 
