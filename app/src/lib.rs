@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cache;
 pub mod clicks;
 pub mod config;
+pub mod dashboard;
 pub mod http;
 pub mod import;
 pub mod links;

@@ -92,6 +92,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(openapi::document))
         .merge(resource_api(state.clone()))
+        .merge(crate::dashboard::router(state.clone()))
         .route(
             "/{short_code}",
             get(redirect::follow).route_layer(axum::middleware::from_fn_with_state(

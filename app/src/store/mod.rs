@@ -1,6 +1,7 @@
 //! Persistence for users, links and events, on SQLite (the embedded default) or
 //! PostgreSQL, with the same queries and the same behaviour on both.
 
+mod dashboard;
 mod events;
 mod import;
 mod keys;
@@ -17,6 +18,10 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use tokio::sync::{Mutex, MutexGuard};
 
+pub use dashboard::{
+    AgentCount, BucketCount, DashboardSession, Granularity, LinkSearch, ListedLink, RecentClick,
+    UserSummary,
+};
 pub use events::{ClickRow, DayCount, Event, EventFilter, NewEvent, ReferrerCount};
 pub use import::{ImportEvent, ImportLink, ImportUser, RowOutcome};
 pub use keys::{ApiKey, StoredKeyHash};
