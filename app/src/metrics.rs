@@ -4,10 +4,12 @@
 
 use std::sync::Arc;
 
+use crate::http::REDIRECT_ROUTE;
+
 use prometheus::core::Collector;
 use prometheus::{
-    Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Latency buckets in seconds, from 50 µs for a cached redirect to 5 s for a
@@ -36,7 +38,9 @@ impl std::ops::Deref for Metrics {
 pub struct MetricSet {
     registry: Registry,
     /// `kadi_http_request_duration_seconds{route,method,status}`.
-    pub http_requests: HistogramVec,
+    http_requests: HistogramVec,
+    /// The same histogram's series of the redirect route, resolved once.
+    redirect_timings: RedirectTimings,
     /// Redirect outcomes, one handle per result.
     pub redirects: RedirectCounters,
     /// Cache lookups, one handle per tier and result.
@@ -67,6 +71,30 @@ pub struct MetricSet {
     pub invalidation_subscribed: IntGauge,
     /// Seconds since the Unix epoch when the process started.
     pub start_time: Gauge,
+}
+
+/// Status classes, as the request-duration histogram labels them.
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// The request-duration series of `GET` and `HEAD` on the redirect route, by
+/// status class: the redirect path observes one of these instead of looking
+/// its labels up on every click.
+struct RedirectTimings {
+    get: [Histogram; 5],
+    head: [Histogram; 5],
+}
+
+impl RedirectTimings {
+    fn new(http_requests: &HistogramVec) -> RedirectTimings {
+        let series = |method: &str| {
+            STATUS_CLASSES
+                .map(|class| http_requests.with_label_values(&[REDIRECT_ROUTE, method, class]))
+        };
+        RedirectTimings {
+            get: series("GET"),
+            head: series("HEAD"),
+        }
+    }
 }
 
 /// `kadi_redirects_total` split by result.
@@ -190,6 +218,7 @@ impl Metrics {
         let redirect = |result: &str| redirects.with_label_values(&[result]);
         let lookup = |tier: &str, result: &str| lookups.with_label_values(&[tier, result]);
         Metrics(Arc::new(MetricSet {
+            redirect_timings: RedirectTimings::new(&http_requests),
             http_requests,
             redirects: RedirectCounters {
                 served: redirect("served"),
@@ -267,6 +296,28 @@ impl Metrics {
             start_time,
             registry,
         }))
+    }
+
+    /// Records how long one request took, by route template, method and
+    /// status code. `route` must be a route template, never a raw path.
+    pub fn observe_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        let class = match status {
+            100..=199 => 0,
+            200..=299 => 1,
+            300..=399 => 2,
+            400..=499 => 3,
+            _ => 4,
+        };
+        if route == REDIRECT_ROUTE {
+            match method {
+                "GET" => return self.redirect_timings.get[class].observe(seconds),
+                "HEAD" => return self.redirect_timings.head[class].observe(seconds),
+                _ => {}
+            }
+        }
+        self.http_requests
+            .with_label_values(&[route, method, STATUS_CLASSES[class]])
+            .observe(seconds);
     }
 
     /// The exposition text of every metric.

@@ -20,6 +20,7 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
+use tower::ServiceBuilder;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
@@ -36,6 +37,9 @@ pub const MAX_JSON_BODY_BYTES: usize = 64 * 1024;
 
 /// Largest CSV upload accepted by `POST /users/bulk`.
 pub const MAX_BULK_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// The route template of the redirect.
+pub const REDIRECT_ROUTE: &str = "/{short_code}";
 
 /// Everything a request handler needs. Cloning is a single reference count:
 /// axum clones the state for every extractor and middleware of every request.
@@ -94,7 +98,7 @@ pub fn app(state: AppState) -> Router {
         .merge(resource_api(state.clone()))
         .merge(crate::dashboard::router(state.clone()))
         .route(
-            "/{short_code}",
+            REDIRECT_ROUTE,
             get(redirect::follow).route_layer(axum::middleware::from_fn_with_state(
                 state.clone(),
                 access::guard_redirect,
@@ -102,26 +106,31 @@ pub fn app(state: AppState) -> Router {
         )
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            state.metrics.clone(),
-            record_request,
-        ))
-        .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            headers::set_security_headers,
-        ))
+        // One layer of layers, outermost first: every `Router::layer` call
+        // boxes the routes again, and each request clones every box.
         .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(crate::telemetry::request_span)
-                // ApiError logs each 5xx once, with its error chain.
-                .on_failure(()),
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(
+                    request_id.clone(),
+                    SequentialRequestId::new(),
+                ))
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(crate::telemetry::request_span)
+                        // ApiError logs each 5xx once, with its error chain.
+                        .on_failure(()),
+                )
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    headers::set_security_headers,
+                ))
+                .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.metrics.clone(),
+                    record_request,
+                )),
         )
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(
-            request_id,
-            SequentialRequestId::new(),
-        ))
         .with_state(state)
 }
 
@@ -205,41 +214,36 @@ async fn record_request(
     let route = request.extensions().get::<MatchedPath>().cloned();
     let method = request.method().clone();
     let response = next.run(request).await;
-    let class = match response.status().as_u16() {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
-    };
     let method = match method.as_str() {
         "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS" => method.as_str(),
         _ => "other",
     };
-    metrics
-        .http_requests
-        .with_label_values(&[
-            route.as_ref().map_or("unmatched", MatchedPath::as_str),
-            method,
-            class,
-        ])
-        .observe(started.elapsed().as_secs_f64());
+    metrics.observe_request(
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        method,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     response
 }
 
 /// Request ids for requests that arrive without one: a random per-process
-/// prefix and a counter. Unique across replicas without a random draw per
-/// request, which the redirect path would pay on every click.
+/// prefix and a counter, `<16 hex digits>-<counter in hex>`. Unique across
+/// replicas without a random draw per request, and written into a stack buffer
+/// without the formatting machinery, which the redirect path would pay on
+/// every click.
 #[derive(Clone)]
 struct SequentialRequestId {
-    prefix: Arc<str>,
+    prefix: [u8; 16],
     next: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl SequentialRequestId {
     fn new() -> SequentialRequestId {
+        let mut prefix = [0; 16];
+        hex_digits(rand::random::<u64>(), &mut prefix);
         SequentialRequestId {
-            prefix: format!("{:016x}", rand::random::<u64>()).into(),
+            prefix,
             next: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }
     }
@@ -248,8 +252,63 @@ impl SequentialRequestId {
 impl MakeRequestId for SequentialRequestId {
     fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        axum::http::HeaderValue::from_str(&format!("{}-{n:x}", self.prefix))
+        let mut counter = [0; 16];
+        let digits = hex_digits(n, &mut counter);
+        let mut id = [0; 33];
+        id[..16].copy_from_slice(&self.prefix);
+        id[16] = b'-';
+        id[17..17 + digits.len()].copy_from_slice(digits);
+        axum::http::HeaderValue::from_bytes(&id[..17 + digits.len()])
             .ok()
             .map(RequestId::new)
+    }
+}
+
+/// Writes `n` in lower-case hex into the end of `buffer` and returns the
+/// digits written: all 16 when `buffer` is filled from the start by a caller
+/// that wants leading zeros, as few as `n` needs otherwise.
+fn hex_digits(mut n: u64, buffer: &mut [u8; 16]) -> &[u8] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut start = 16;
+    buffer.fill(b'0');
+    loop {
+        start -= 1;
+        buffer[start] = DIGITS[(n & 0xf) as usize];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    &buffer[start..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_digits_match_the_formatter() {
+        for n in [0, 1, 0xf, 0x10, 0xdead_beef, u64::MAX] {
+            let mut buffer = [0; 16];
+            let digits = hex_digits(n, &mut buffer);
+            assert_eq!(std::str::from_utf8(digits).unwrap(), format!("{n:x}"));
+            assert_eq!(std::str::from_utf8(&buffer).unwrap(), format!("{n:016x}"));
+        }
+    }
+
+    #[test]
+    fn request_ids_share_a_prefix_and_count_up() {
+        let mut ids = SequentialRequestId::new();
+        let request = axum::http::Request::new(());
+        let mut next = || {
+            let id = ids.make_request_id(&request).unwrap();
+            id.header_value().to_str().unwrap().to_owned()
+        };
+        let (first, second) = (next(), next());
+        let (prefix, counter) = first.split_once('-').unwrap();
+        assert_eq!(prefix.len(), 16);
+        assert!(prefix.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(counter, "0");
+        assert_eq!(second, format!("{prefix}-1"));
     }
 }

@@ -6,7 +6,11 @@ use serde_json::Value;
 use sqlx::types::Json;
 use utoipa::ToSchema;
 
-use super::{on_pool, Backend, Page, Store, StoreError};
+use std::collections::BTreeMap;
+
+use sqlx::{PgPool, SqlitePool};
+
+use super::{on_pool, Backend, Page, Pool, Store, StoreError};
 
 /// An event as stored and as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, ToSchema)]
@@ -178,8 +182,8 @@ pub struct ClickRow {
     pub url_id: i64,
     /// When the redirect was served.
     pub timestamp: DateTime<Utc>,
-    /// Referrer, anonymised client and user agent.
-    pub details: Value,
+    /// Referrer, anonymised client and user agent, as a JSON object's text.
+    pub details: String,
     /// Whether the link's click count already includes this click (links with
     /// a visit limit are counted at redirect time).
     pub counted: bool,
@@ -187,41 +191,87 @@ pub struct ClickRow {
 
 impl Store {
     /// Stores a batch of clicks as `click` events and adds them to their links'
-    /// click counts, in one transaction with one multi-row insert and one
-    /// folded update.
+    /// click counts, in one transaction with one insert and one folded update.
     pub(crate) async fn insert_clicks(&self, clicks: &[ClickRow]) -> Result<(), StoreError> {
         if clicks.is_empty() {
             return Ok(());
         }
-        let mut per_link: std::collections::BTreeMap<i64, i64> = Default::default();
+        let mut per_link: BTreeMap<i64, i64> = Default::default();
         for click in clicks.iter().filter(|c| !c.counted) {
             *per_link.entry(click.url_id).or_default() += 1;
         }
         let _guard = self.write_guard().await;
-        on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
-            let mut insert = sqlx::QueryBuilder::new(
-                "INSERT INTO events (url_id, event_type, timestamp, details) ",
-            );
-            insert.push_values(clicks, |mut row, click| {
-                row.push_bind(click.url_id)
-                    .push_bind("click")
-                    .push_bind(click.timestamp)
-                    .push_bind(Json(&click.details));
-            });
-            insert.build().execute(&mut *tx).await?;
-            if !per_link.is_empty() {
-                let mut update = sqlx::QueryBuilder::new(
-                    "UPDATE links SET click_count = click_count + v.column2 FROM (",
-                );
-                update.push_values(&per_link, |mut row, (id, n)| {
-                    row.push_bind(*id).push_bind(*n);
-                });
-                update.push(") AS v WHERE links.id = v.column1");
-                update.build().execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-        });
-        Ok(())
+        let _in_flight = self.enter();
+        match &self.pool {
+            Pool::Postgres(pool) => insert_clicks_postgres(pool, clicks, &per_link).await,
+            Pool::Sqlite(pool) => insert_clicks_sqlite(pool, clicks, &per_link).await,
+        }
     }
+}
+
+/// PostgreSQL gets the batch as one array per column: the statement text is
+/// the same for every batch size, so it is parsed and planned once per
+/// connection, where a multi-row `VALUES` list is a new statement per size.
+async fn insert_clicks_postgres(
+    pool: &PgPool,
+    clicks: &[ClickRow],
+    per_link: &BTreeMap<i64, i64>,
+) -> Result<(), StoreError> {
+    let url_ids: Vec<i64> = clicks.iter().map(|c| c.url_id).collect();
+    let timestamps: Vec<DateTime<Utc>> = clicks.iter().map(|c| c.timestamp).collect();
+    let details: Vec<&str> = clicks.iter().map(|c| c.details.as_str()).collect();
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO events (url_id, event_type, timestamp, details) \
+         SELECT url_id, 'click', at, details::jsonb \
+         FROM UNNEST($1::int8[], $2::timestamptz[], $3::text[]) AS c(url_id, at, details)",
+    )
+    .bind(url_ids)
+    .bind(timestamps)
+    .bind(details)
+    .execute(&mut *tx)
+    .await?;
+    if !per_link.is_empty() {
+        let (ids, counts): (Vec<i64>, Vec<i64>) = per_link.iter().map(|(id, n)| (*id, *n)).unzip();
+        sqlx::query(
+            "UPDATE links SET click_count = click_count + c.clicks \
+             FROM UNNEST($1::int8[], $2::int8[]) AS c(id, clicks) WHERE links.id = c.id",
+        )
+        .bind(ids)
+        .bind(counts)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// SQLite has no arrays: one multi-row insert and one folded update.
+async fn insert_clicks_sqlite(
+    pool: &SqlitePool,
+    clicks: &[ClickRow],
+    per_link: &BTreeMap<i64, i64>,
+) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    let mut insert =
+        sqlx::QueryBuilder::new("INSERT INTO events (url_id, event_type, timestamp, details) ");
+    insert.push_values(clicks, |mut row, click| {
+        row.push_bind(click.url_id)
+            .push_bind("click")
+            .push_bind(click.timestamp)
+            .push_bind(click.details.as_str());
+    });
+    insert.build().execute(&mut *tx).await?;
+    if !per_link.is_empty() {
+        let mut update = sqlx::QueryBuilder::new(
+            "UPDATE links SET click_count = click_count + v.column2 FROM (",
+        );
+        update.push_values(per_link, |mut row, (id, n)| {
+            row.push_bind(*id).push_bind(*n);
+        });
+        update.push(") AS v WHERE links.id = v.column1");
+        update.build().execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
