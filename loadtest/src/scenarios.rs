@@ -81,6 +81,34 @@ pub fn redirect_picker(n: usize) -> Picker {
     drive::redirects(Arc::new((0..n).map(code).collect()))
 }
 
+/// Requests every one of the first `n` seeded codes at least once, so that a
+/// run over them measures the cache tiers filled, not their first fill from
+/// the database. Bounded by `limit`.
+pub async fn warm_codes(server: &Server, n: usize, limit: Duration) -> anyhow::Result<()> {
+    let next = Arc::new(AtomicU64::new(0));
+    let picker: Picker = {
+        let next = next.clone();
+        Arc::new(move |_: &mut SmallRng| {
+            let i = next.fetch_add(1, Ordering::Relaxed) as usize % n.max(1);
+            Call {
+                method: "GET",
+                path: format!("/{}", code(i)),
+                body: None,
+                expect: &[301, 302, 307, 308],
+            }
+        })
+    };
+    let started = std::time::Instant::now();
+    while (next.load(Ordering::Relaxed) as usize) < n {
+        anyhow::ensure!(
+            started.elapsed() < limit,
+            "requesting {n} codes once took longer than {limit:?}"
+        );
+        drive::run(server.address, 50, Duration::from_secs(1), picker.clone()).await;
+    }
+    Ok(())
+}
+
 /// 90 % redirects over the hot set, 8 % creates, 2 % reads of seeded links.
 pub fn mixed_picker(seeded: usize) -> Picker {
     let created = Arc::new(AtomicU64::new(0));
