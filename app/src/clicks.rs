@@ -26,6 +26,19 @@ const SHUTDOWN_RETRY_BUDGET: Duration = Duration::from_secs(10);
 /// Longest referrer or user agent kept with a click, in bytes.
 const MAX_CLICK_HEADER_LEN: usize = 512;
 
+/// A copy of a header value for a queued click, cut to the length a click
+/// keeps. A value parsed by hyper shares the connection's whole read buffer:
+/// queued clicks holding such values would keep kilobytes alive each while the
+/// writer is behind. Values that are not visible ASCII are never stored, so
+/// they are dropped here already.
+pub fn detach(value: &HeaderValue) -> Option<HeaderValue> {
+    let bytes = value.as_bytes();
+    if value.to_str().is_err() {
+        return None;
+    }
+    HeaderValue::from_bytes(&bytes[..bytes.len().min(MAX_CLICK_HEADER_LEN)]).ok()
+}
+
 /// A served redirect as the redirect path records it: the raw header values,
 /// turned into an event by the writer, off the hot path.
 #[derive(Debug, Clone)]
@@ -277,6 +290,19 @@ mod tests {
     fn truncation_keeps_whole_characters() {
         assert_eq!(truncate("ééé", 3), "é");
         assert_eq!(truncate("abc", 10), "abc");
+    }
+
+    #[test]
+    fn detached_values_are_short_owned_copies() {
+        let long = "y".repeat(2_000);
+        let value = HeaderValue::from_str(&long).unwrap();
+        let copy = detach(&value).unwrap();
+        assert_eq!(copy.len(), MAX_CLICK_HEADER_LEN);
+        assert_ne!(copy.as_bytes().as_ptr(), value.as_bytes().as_ptr());
+        let short = HeaderValue::from_static("Mozilla/5.0");
+        assert_eq!(detach(&short).unwrap(), short);
+        let binary = HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap();
+        assert_eq!(detach(&binary), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use chrono::Utc;
 use super::error::{ApiError, ErrorBody};
 use super::extract::Path;
 use super::AppState;
-use crate::clicks::Click;
+use crate::clicks::{detach, Click};
 use crate::redirect::{resolve, Outcome};
 
 /// What a click records about the request: referrer, user agent and the
@@ -27,8 +27,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ClickContext {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(ClickContext {
-            referrer: parts.headers.get(header::REFERER).cloned(),
-            user_agent: parts.headers.get(header::USER_AGENT).cloned(),
+            referrer: parts.headers.get(header::REFERER).and_then(detach),
+            user_agent: parts.headers.get(header::USER_AGENT).and_then(detach),
             client: parts
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()
