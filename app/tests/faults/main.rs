@@ -497,15 +497,8 @@ async fn postgres_outage_keeps_cached_redirects_and_loses_nothing_acknowledged()
         during.status(503) > 0,
         "no write saw the outage: {during:?}"
     );
-    for phase in ["before", "after"] {
-        let api = tally.api_in_phase(phase);
-        assert_eq!(
-            api.other_than(&[200, 201]),
-            0,
-            "{phase}: {:?}",
-            api.statuses
-        );
-    }
+    assert_api_succeeded(&tally, "before");
+    assert_api_succeeded(&tally, "after");
     // The promise: clicks served before and during an outage are stored once
     // the database is back, as long as the queue did not overflow.
     aftermath.assert_nothing_lost();
@@ -540,13 +533,7 @@ async fn postgres_restart_keeps_cached_redirects_and_loses_nothing_acknowledged(
         }),
     )
     .await;
-    let after = tally.api_in_phase("after");
-    assert_eq!(
-        after.other_than(&[200, 201]),
-        0,
-        "after: {:?}",
-        after.statuses
-    );
+    assert_api_succeeded(&tally, "after");
     aftermath.assert_nothing_lost();
 }
 
@@ -895,4 +882,15 @@ async fn sigkill_under_load_loses_at_most_the_queue_and_one_batch() {
     );
     assert!(lost <= bound, "lost {lost} clicks, bound {bound}");
     assert_eq!(counted, stored, "link click counts match the click events");
+}
+
+/// Every API call of `phase` got a 200 or a 201.
+fn assert_api_succeeded(tally: &Tally, phase: &str) {
+    let api = tally.api_in_phase(phase);
+    assert_eq!(
+        api.other_than(&[200, 201]),
+        0,
+        "{phase}: {:?}",
+        api.statuses
+    );
 }
