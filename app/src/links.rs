@@ -210,7 +210,8 @@ pub fn check_custom_code(code: &str) -> Result<(), LinkError> {
     Ok(())
 }
 
-fn is_reserved(code: &str) -> bool {
+/// Whether `code` is one of [`RESERVED_CODES`], in any case.
+pub fn is_reserved(code: &str) -> bool {
     RESERVED_CODES.iter().any(|r| r.eq_ignore_ascii_case(code))
 }
 

@@ -16,6 +16,7 @@ use crate::clicks::{self, ClickWriter};
 use crate::config::{GlobalArgs, KeysCommand, ServeArgs};
 use crate::http::access::Access;
 use crate::http::connections::{self, ConnectionLimits};
+use crate::http::public::PublicService;
 use crate::http::{self, AppState, StateParts};
 use crate::links::{LinkService, TargetPolicy};
 use crate::metrics::Metrics;
@@ -146,6 +147,12 @@ impl Service {
         http::app(self.state.clone())
     }
 
+    /// The service of the public listener: the router, and the direct path
+    /// of redirects.
+    pub fn public(&self) -> PublicService {
+        PublicService::new(self.state.clone())
+    }
+
     /// Serves `listener` until `shutdown` resolves, lets in-flight requests
     /// finish for up to `grace`, then stores every queued click.
     pub async fn run(
@@ -155,7 +162,7 @@ impl Service {
         grace: Duration,
     ) -> anyhow::Result<()> {
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = connections::serve(listener, self.router(), self.connections, async move {
+        let server = connections::serve(listener, self.public(), self.connections, async move {
             shutdown.await;
             let _ = stopping_tx.send(());
         });

@@ -54,5 +54,10 @@ pub fn request_span<B>(request: &Request<B>) -> tracing::Span {
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    tracing::debug_span!("request", method = %request.method(), route, request_id)
+    span_for(request.method(), route, request_id)
+}
+
+/// The span of one request from its parts; see [`request_span`].
+pub fn span_for(method: &axum::http::Method, route: &str, request_id: &str) -> tracing::Span {
+    tracing::debug_span!("request", method = %method, route, request_id)
 }

@@ -41,16 +41,29 @@ impl Access {
 
     /// The client a request counts against.
     pub fn client_ip(&self, request: &Request) -> IpAddr {
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip());
+        self.client_of(request.headers(), peer)
+    }
+
+    /// The client a request with these headers from `peer` counts against.
+    pub fn client_of(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> IpAddr {
         if self.trust_forwarded_for {
-            if let Some(ip) = first_forwarded_hop(request.headers()) {
+            if let Some(ip) = first_forwarded_hop(headers) {
                 return ip;
             }
         }
-        request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|info| info.0.ip())
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+        peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+    }
+
+    /// The refusal of a redirect when the client has used up its redirect
+    /// bucket; `None` lets the redirect through.
+    pub fn refuse_redirect(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<Response> {
+        let limiter = self.redirect_limiter.as_ref()?;
+        let quota = limiter.check(Subject::client(self.client_of(headers, peer)));
+        (!quota.allowed()).then(|| too_many_requests(quota))
     }
 }
 
@@ -115,12 +128,12 @@ pub async fn guard_redirect(
     request: Request,
     next: Next,
 ) -> Response {
-    let access = &state.access;
-    if let Some(limiter) = &access.redirect_limiter {
-        let quota = limiter.check(Subject::client(access.client_ip(&request)));
-        if !quota.allowed() {
-            return too_many_requests(quota);
-        }
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
+    if let Some(refusal) = state.access.refuse_redirect(request.headers(), peer) {
+        return refusal;
     }
     next.run(request).await
 }

@@ -1,4 +1,4 @@
-//! Accepts TCP connections and serves the router on them with hyper, with the
+//! Accepts TCP connections and serves the public service on them with hyper, with the
 //! limits that keep slow or idle clients from holding connections: a deadline
 //! for request headers (which is also the keep-alive idle timeout), a deadline
 //! for request bodies, and bounded header sizes. Shutdown is graceful.
@@ -11,15 +11,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::ConnectInfo;
-use axum::Router;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::time::Sleep;
-use tower::ServiceExt;
+
+use super::public::PublicService;
 
 /// Bytes of request line and headers an HTTP/1 client may send (hyper's
 /// smallest read buffer is 8 KiB). Real requests need well under 8 KiB; this
@@ -66,12 +65,12 @@ impl Default for ConnectionLimits {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then stops
+/// Serves `public` on `listener` until `shutdown` resolves, then stops
 /// accepting, lets every open connection finish its requests and returns once
 /// all are closed. Handlers see the peer as `ConnectInfo<SocketAddr>`.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    public: PublicService,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -91,7 +90,7 @@ pub async fn serve(
         };
         // Redirects are small responses: send them without Nagle's delay.
         let _ = stream.set_nodelay(true);
-        let service = connection_service(router.clone(), peer, limits.body_read_timeout);
+        let service = connection_service(public.clone(), peer, limits.body_read_timeout);
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
@@ -128,10 +127,10 @@ fn connection_builder(limits: ConnectionLimits) -> auto::Builder<TokioExecutor> 
     builder
 }
 
-/// The hyper service of one connection: the router, with the peer address
-/// and a deadline on the request body.
+/// The hyper service of one connection: the public service, with the peer
+/// address and a deadline on the request body.
 fn connection_service(
-    router: Router,
+    public: PublicService,
     peer: SocketAddr,
     body_read_timeout: Duration,
 ) -> impl hyper::service::Service<
@@ -141,15 +140,21 @@ fn connection_service(
     Future = impl Future<Output = Result<axum::response::Response, Infallible>> + Send,
 > + Clone {
     hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-        let mut request = request.map(|body| {
-            if hyper::body::Body::is_end_stream(&body) {
-                Body::new(body)
-            } else {
-                Body::new(DeadlineBody::new(body, body_read_timeout))
+        let public = public.clone();
+        async move {
+            if public.takes(&request) {
+                let (parts, _) = request.into_parts();
+                return Ok(public.redirect(parts, peer).await);
             }
-        });
-        request.extensions_mut().insert(ConnectInfo(peer));
-        router.clone().oneshot(request)
+            let request = request.map(|body| {
+                if hyper::body::Body::is_end_stream(&body) {
+                    Body::new(body)
+                } else {
+                    Body::new(DeadlineBody::new(body, body_read_timeout))
+                }
+            });
+            Ok(public.route(request, peer).await)
+        }
     })
 }
 

@@ -1,7 +1,7 @@
 //! Security headers on every response of the public listener.
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -15,9 +15,7 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; frame-ancestors 'none
 /// are https, so that a plain-http test setup is never locked out.
 const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000";
 
-/// Adds the security headers a response lacks. Redirects keep the referrer
-/// behaviour of the browser: a `Referrer-Policy` on them would hide from the
-/// target where its visitors come from, which is not ours to change.
+/// Adds the security headers a response lacks.
 pub async fn set_security_headers(
     State(state): State<AppState>,
     request: Request,
@@ -25,7 +23,16 @@ pub async fn set_security_headers(
 ) -> Response {
     let mut response = next.run(request).await;
     let is_redirect = response.status().is_redirection();
-    let headers = response.headers_mut();
+    let https = state.public_base().starts_with("https://");
+    add_security_headers(response.headers_mut(), is_redirect, https);
+    response
+}
+
+/// The security headers of one response, where it lacks them. Redirects keep
+/// the referrer behaviour of the browser: a `Referrer-Policy` on them would
+/// hide from the target where its visitors come from, which is not ours to
+/// change. `https` is whether short URLs are https.
+pub fn add_security_headers(headers: &mut HeaderMap, is_redirect: bool, https: bool) {
     headers
         .entry(header::X_CONTENT_TYPE_OPTIONS)
         .or_insert(HeaderValue::from_static("nosniff"));
@@ -40,10 +47,9 @@ pub async fn set_security_headers(
             .entry(header::REFERRER_POLICY)
             .or_insert(HeaderValue::from_static("no-referrer"));
     }
-    if state.public_base().starts_with("https://") {
+    if https {
         headers
             .entry(header::STRICT_TRANSPORT_SECURITY)
             .or_insert(HeaderValue::from_static(STRICT_TRANSPORT_SECURITY));
     }
-    response
 }

@@ -9,6 +9,7 @@ pub mod extract;
 pub mod headers;
 pub mod health;
 pub mod openapi;
+pub mod public;
 pub mod redirect;
 pub mod urls;
 pub mod users;
@@ -89,6 +90,11 @@ impl AppState {
 
 /// The router of the public listener.
 pub fn app(state: AppState) -> Router {
+    app_with_request_ids(state, SequentialRequestId::new())
+}
+
+/// The router of the public listener, drawing request ids from `request_ids`.
+fn app_with_request_ids(state: AppState, request_ids: SequentialRequestId) -> Router {
     let request_id = header::HeaderName::from_static("x-request-id");
     Router::new()
         .route("/health", get(health::health))
@@ -110,10 +116,7 @@ pub fn app(state: AppState) -> Router {
         // boxes the routes again, and each request clones every box.
         .layer(
             ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(
-                    request_id.clone(),
-                    SequentialRequestId::new(),
-                ))
+                .layer(SetRequestIdLayer::new(request_id.clone(), request_ids))
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(
                     TraceLayer::new_for_http()
@@ -247,10 +250,9 @@ impl SequentialRequestId {
             next: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }
     }
-}
 
-impl MakeRequestId for SequentialRequestId {
-    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+    /// The next id.
+    fn next_id(&self) -> axum::http::HeaderValue {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut counter = [0; 16];
         let digits = hex_digits(n, &mut counter);
@@ -258,9 +260,15 @@ impl MakeRequestId for SequentialRequestId {
         id[..16].copy_from_slice(&self.prefix);
         id[16] = b'-';
         id[17..17 + digits.len()].copy_from_slice(digits);
+        // Hex digits and a hyphen are always a valid header value.
         axum::http::HeaderValue::from_bytes(&id[..17 + digits.len()])
-            .ok()
-            .map(RequestId::new)
+            .unwrap_or(axum::http::HeaderValue::from_static("0"))
+    }
+}
+
+impl MakeRequestId for SequentialRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        Some(RequestId::new(self.next_id()))
     }
 }
 

@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 
@@ -22,18 +22,26 @@ pub struct ClickContext {
     client: Option<IpAddr>,
 }
 
+impl ClickContext {
+    /// What a click records of a request with these headers from `client`.
+    pub fn new(headers: &HeaderMap, client: Option<IpAddr>) -> ClickContext {
+        ClickContext {
+            referrer: headers.get(header::REFERER).and_then(detach),
+            user_agent: headers.get(header::USER_AGENT).and_then(detach),
+            client,
+        }
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for ClickContext {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClickContext {
-            referrer: parts.headers.get(header::REFERER).and_then(detach),
-            user_agent: parts.headers.get(header::USER_AGENT).and_then(detach),
-            client: parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|info| info.0.ip()),
-        })
+        let client = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip());
+        Ok(ClickContext::new(&parts.headers, client))
     }
 }
 
@@ -58,11 +66,33 @@ pub async fn follow(
     method: Method,
     Path(code): Path<String>,
     context: ClickContext,
+) -> Response {
+    answer(&state, &method, &code, context).await
+}
+
+/// The answer to a `GET` or `HEAD` of `/{code}`: the router's handler and the
+/// direct redirect path of [`super::public`] both end here.
+pub async fn answer(
+    state: &AppState,
+    method: &Method,
+    code: &str,
+    context: ClickContext,
+) -> Response {
+    redirect(state, method, code, context)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn redirect(
+    state: &AppState,
+    method: &Method,
+    code: &str,
+    context: ClickContext,
 ) -> Result<Response, ApiError> {
     let now = Utc::now();
     let counters = &state.metrics.redirects;
     let is_get = method == Method::GET;
-    let outcome = resolve(&state.links, &code, now, is_get).await?;
+    let outcome = resolve(&state.links, code, now, is_get).await?;
     let (target, counted) = match outcome {
         Outcome::Redirect { target, counted } => (target, counted),
         Outcome::NotFound | Outcome::Inactive => {
