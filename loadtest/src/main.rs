@@ -8,6 +8,9 @@
 //! - `loadtest full --database-url postgres://… --redis-url redis://…`: every
 //!   scenario, the ramp, the long click run and the memory check; writes the
 //!   report into `--out`.
+//! - `loadtest drive --address 127.0.0.1:8080 --scenario redirect-hot`: one
+//!   scenario against a server that is already running (seeded by the suite's
+//!   `lt000000…` codes), printed as JSON.
 
 mod drive;
 mod report;
@@ -66,6 +69,25 @@ enum Command {
         #[arg(long, default_value_t = 50_000)]
         links: usize,
     },
+    /// Drive a server that is already running with one scenario and print the
+    /// measurement as JSON. The server must hold the suite's seeded codes.
+    Drive {
+        /// Where the server listens; loopback only.
+        #[arg(long)]
+        address: std::net::SocketAddr,
+        /// `redirect-hot` (the first 100 codes) or `redirect-wide` (`--links`).
+        #[arg(long, default_value = "redirect-hot")]
+        scenario: String,
+        /// Keep-alive connections.
+        #[arg(long, default_value_t = 50)]
+        connections: usize,
+        /// Seconds measured, after one second of warm-up.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Seeded codes `redirect-wide` picks from.
+        #[arg(long, default_value_t = 50_000)]
+        links: usize,
+    },
     /// Serve the baseline: a fixed 302 per code from an in-memory map.
     ServeBaseline {
         /// `code,url` lines.
@@ -102,6 +124,27 @@ async fn main() -> anyhow::Result<()> {
                 links,
             };
             full(&database_url, redis_url.as_deref(), &out, plan).await
+        }
+        Command::Drive {
+            address,
+            scenario,
+            connections,
+            seconds,
+            links,
+        } => {
+            if !address.ip().is_loopback() {
+                bail!("the load suite only targets loopback addresses, not {address}");
+            }
+            let picker = match scenario.as_str() {
+                "redirect-hot" => scenarios::redirect_picker(HOT_CODES),
+                "redirect-wide" => scenarios::redirect_picker(links),
+                other => bail!("unknown scenario {other:?}: redirect-hot or redirect-wide"),
+            };
+            drive::run(address, connections, Duration::from_secs(1), picker.clone()).await;
+            let measurement =
+                drive::run(address, connections, Duration::from_secs(seconds), picker).await;
+            println!("{}", serde_json::to_string_pretty(&measurement)?);
+            Ok(())
         }
         Command::ServeBaseline { codes } => {
             servers::serve_baseline(servers::read_codes(&codes)?).await
