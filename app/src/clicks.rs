@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
-use crate::store::{ClickRow, Store};
+use crate::store::{ClickRow, Pace, Store};
 
 /// Most clicks stored in one transaction; bounds statement size and the time a
 /// batch holds the database.
@@ -27,7 +27,7 @@ pub const MAX_BATCH: usize = 5_000;
 pub const BATCH_WINDOW: Duration = Duration::from_millis(25);
 
 /// First and longest pause between attempts to store a batch after a failure.
-const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_FIRST: Duration = Duration::from_millis(25);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// How long shutdown keeps retrying a failing batch before counting it lost.
@@ -281,17 +281,24 @@ async fn run_writer(
                 _ = stop_signal.wait_for(|stop| *stop) => {}
             }
         }
+        let pace = if receiver.len() + 1 >= MAX_BATCH {
+            Pace::CatchUp
+        } else {
+            Pace::Steady
+        };
         while batch.len() < MAX_BATCH {
             match receiver.try_recv() {
                 Ok(click) => batch.push(click.into_row()),
                 Err(_) => break,
             }
-            // Turning thousands of clicks into rows takes a while: give the
-            // redirects sharing this worker their turn now and then.
-            tokio::task::consume_budget().await;
+            if pace == Pace::Steady {
+                // Turning thousands of clicks into rows takes a while: give
+                // the redirects sharing this worker their turn now and then.
+                tokio::task::consume_budget().await;
+            }
         }
         metrics.click_queue_depth.set(receiver.len() as i64);
-        store_batch(&store, &mut batch, &metrics, &stopped).await;
+        store_batch(&store, &mut batch, pace, &metrics, &stopped).await;
     }
 
     // Drain what is left once redirects have stopped.
@@ -299,10 +306,10 @@ async fn run_writer(
     while let Some(click) = receiver.recv().await {
         batch.push(click.into_row());
         if batch.len() == MAX_BATCH {
-            store_batch(&store, &mut batch, &metrics, &stopped).await;
+            store_batch(&store, &mut batch, Pace::CatchUp, &metrics, &stopped).await;
         }
     }
-    store_batch(&store, &mut batch, &metrics, &stopped).await;
+    store_batch(&store, &mut batch, Pace::CatchUp, &metrics, &stopped).await;
     metrics.click_queue_depth.set(0);
 }
 
@@ -312,6 +319,7 @@ async fn run_writer(
 async fn store_batch(
     store: &Store,
     batch: &mut Vec<ClickRow>,
+    pace: Pace,
     metrics: &Metrics,
     stopped: &watch::Receiver<bool>,
 ) {
@@ -322,7 +330,7 @@ async fn store_batch(
     let mut deadline: Option<tokio::time::Instant> = None;
     let mut pause = RETRY_FIRST;
     loop {
-        match store.insert_clicks(batch).await {
+        match store.insert_clicks(batch, pace).await {
             Ok(()) => {
                 metrics.clicks_written.inc_by(batch.len() as u64);
                 batch.clear();

@@ -175,6 +175,18 @@ impl Store {
     }
 }
 
+/// How the click writer wants a batch stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// The writer keeps up: rows go to PostgreSQL in short statements, so that
+    /// the processes sharing its cores run in between.
+    Steady,
+    /// Clicks are piling up (a full batch is waiting, or the process is
+    /// draining): the whole batch goes in one statement, since every extra
+    /// round trip waits its turn behind the redirects of a busy process.
+    CatchUp,
+}
+
 /// A served redirect, as the click writer stores it.
 #[derive(Debug, Clone)]
 pub struct ClickRow {
@@ -192,7 +204,11 @@ pub struct ClickRow {
 impl Store {
     /// Stores a batch of clicks as `click` events and adds them to their links'
     /// click counts, in one transaction with one insert and one folded update.
-    pub(crate) async fn insert_clicks(&self, clicks: &[ClickRow]) -> Result<(), StoreError> {
+    pub(crate) async fn insert_clicks(
+        &self,
+        clicks: &[ClickRow],
+        pace: Pace,
+    ) -> Result<(), StoreError> {
         if clicks.is_empty() {
             return Ok(());
         }
@@ -203,16 +219,26 @@ impl Store {
         let _guard = self.write_guard().await;
         let _in_flight = self.enter();
         match &self.pool {
-            Pool::Postgres(pool) => insert_clicks_postgres(pool, clicks, &per_link).await,
+            Pool::Postgres(pool) => {
+                let rows_per_copy = match pace {
+                    Pace::Steady => STEADY_COPY_ROWS,
+                    Pace::CatchUp => clicks.len(),
+                };
+                insert_clicks_postgres(pool, clicks, rows_per_copy, &per_link).await
+            }
             Pool::Sqlite(pool) => insert_clicks_sqlite(pool, clicks, &per_link).await,
         }
     }
 }
 
-/// Clicks per `COPY` within a batch's transaction. PostgreSQL works through
-/// one statement without pause; shorter statements let the processes sharing
-/// its cores run in between.
-const INSERT_CHUNK: usize = 250;
+/// Clicks per `COPY` within a batch's transaction while the writer keeps up.
+/// PostgreSQL works through one statement without pause; shorter statements
+/// let the processes sharing its cores run in between.
+const STEADY_COPY_ROWS: usize = 250;
+
+/// Rows per SQLite insert: four parameters each, well under SQLite's limit
+/// of 32,766 per statement.
+const SQLITE_INSERT_ROWS: usize = 250;
 
 /// The statement every chunk of clicks is stored with.
 const COPY_CLICKS: &str =
@@ -224,11 +250,12 @@ const COPY_CLICKS: &str =
 async fn insert_clicks_postgres(
     pool: &PgPool,
     clicks: &[ClickRow],
+    rows_per_copy: usize,
     per_link: &BTreeMap<i64, i64>,
 ) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
     let mut data = Vec::new();
-    for chunk in clicks.chunks(INSERT_CHUNK) {
+    for chunk in clicks.chunks(rows_per_copy.max(1)) {
         copy_data(chunk, &mut data);
         let mut copy = tx.copy_in_raw(COPY_CLICKS).await?;
         copy.send(data.as_slice()).await?;
@@ -289,7 +316,7 @@ async fn insert_clicks_sqlite(
     per_link: &BTreeMap<i64, i64>,
 ) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
-    for chunk in clicks.chunks(INSERT_CHUNK) {
+    for chunk in clicks.chunks(SQLITE_INSERT_ROWS) {
         let mut insert =
             sqlx::QueryBuilder::new("INSERT INTO events (url_id, event_type, timestamp, details) ");
         insert.push_values(chunk, |mut row, click| {

@@ -22,7 +22,7 @@ pub use dashboard::{
     AgentCount, BucketCount, DashboardSession, Granularity, LinkSearch, ListedLink, RecentClick,
     UserSummary,
 };
-pub use events::{ClickRow, DayCount, Event, EventFilter, NewEvent, ReferrerCount};
+pub use events::{ClickRow, DayCount, Event, EventFilter, NewEvent, Pace, ReferrerCount};
 pub use import::{ImportEvent, ImportLink, ImportUser, RowOutcome};
 pub use keys::{ApiKey, StoredKeyHash};
 pub use links::{Link, LinkFilter, LinkPatch, LinkTarget, NewLink};
