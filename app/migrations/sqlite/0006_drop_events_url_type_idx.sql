@@ -1,0 +1,2 @@
+-- Replaced by events_by_link_idx (migration 0005).
+DROP INDEX IF EXISTS events_url_id_idx;
