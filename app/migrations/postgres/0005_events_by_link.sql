@@ -5,6 +5,8 @@
 -- the few event types of one link after the lookup by url_id.
 --
 -- Built without blocking writes, so a large events table keeps taking clicks
--- while it runs. If the build fails it leaves an invalid index behind; drop it
--- by hand (DROP INDEX CONCURRENTLY events_by_link_idx) and migrate again.
-CREATE INDEX CONCURRENTLY IF NOT EXISTS events_by_link_idx ON events (url_id);
+-- while it runs. A failed build leaves an invalid index behind, and running
+-- this again fails on its name until it is dropped by hand
+-- (DROP INDEX CONCURRENTLY events_by_link_idx): the old index is only dropped
+-- (0006) once this one is built.
+CREATE INDEX CONCURRENTLY events_by_link_idx ON events (url_id);
