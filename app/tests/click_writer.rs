@@ -98,3 +98,20 @@ on_both_backends! {
         app.stop().await;
     }
 }
+
+/// Every trigger on `events` runs once per stored click. PostgreSQL keeps none
+/// there: foreign keys are enforced as triggers, and the application checks the
+/// link and the user itself before it inserts an event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn click_rows_fire_no_trigger_on_postgresql() {
+    let db = common::TestDb::new(kadi::store::Backend::Postgres).await;
+    db.store().await.close().await;
+    let pool = sqlx::PgPool::connect(&db.url).await.expect("connect");
+    let triggers: Vec<(String,)> =
+        sqlx::query_as("SELECT tgname::text FROM pg_trigger WHERE tgrelid = 'events'::regclass")
+            .fetch_all(&pool)
+            .await
+            .expect("list triggers");
+    pool.close().await;
+    assert!(triggers.is_empty(), "triggers on events: {triggers:?}");
+}

@@ -101,6 +101,31 @@ on_both_backends! {
         assert_new_rows_do_not_collide(&app).await;
     }
 
+    async fn events_naming_a_missing_user_or_link_are_skipped(app) {
+        import_dir(&app, "").await;
+        let dir = std::env::temp_dir().join(format!("kadi-import-missing-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let events = dir.join(format!("events-{:?}.csv", app.state.links.store().backend()));
+        std::fs::write(
+            &events,
+            "id,url_id,user_id,event_type,timestamp,details\n\
+             900001,1,987654,viewed,2025-10-17 21:05:31,{}\n\
+             900002,987654,1,viewed,2025-10-17 21:05:31,{}\n\
+             900003,1,1,viewed,2025-10-17 21:05:31,{}\n",
+        )
+        .unwrap();
+        let files = ImportFiles { users: None, urls: None, events: Some(&events), progress: false };
+        let report = import(&app.state.links, files).await.expect("import");
+        std::fs::remove_file(&events).ok();
+        assert_eq!((report.events.read, report.events.inserted), (3, 1), "{report}");
+        let reasons: Vec<&str> = report.events.skipped.iter().map(|(_, r)| r.as_str()).collect();
+        assert!(reasons.iter().any(|r| r.contains("user 987654 does not exist")), "{report}");
+        assert!(reasons.iter().any(|r| r.contains("url 987654 does not exist")), "{report}");
+        assert_eq!(app.get("/events/900001").await.status(), StatusCode::NOT_FOUND);
+        assert_eq!(app.get("/events/900002").await.status(), StatusCode::NOT_FOUND);
+        assert_eq!(app.get("/events/900003").await.status(), StatusCode::OK);
+    }
+
     async fn the_kadi_variant_imports_too(app) {
         let report = import_dir(&app, "kadi").await;
         assert_eq!(report.users.inserted, 400, "{report}");
