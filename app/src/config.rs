@@ -86,6 +86,11 @@ pub struct GlobalArgs {
     /// Log filter, in `RUST_LOG` syntax (for example `info,kadi=debug`).
     #[arg(long, env = "KADI_LOG", default_value = "info", global = true)]
     pub log: String,
+    /// Threads that serve requests and run background work; as many as the
+    /// CPUs this process may use (its cgroup quota included) when absent.
+    #[arg(long, env = "KADI_WORKER_THREADS", global = true,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_threads: Option<u16>,
 }
 
 /// Options of `kadi serve`.
