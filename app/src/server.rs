@@ -257,6 +257,7 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(address = %metrics_address, "Metrics listening");
         tokio::spawn(async move { axum::serve(metrics_listener, router).await });
     }
+    let shutdown = shutdown_signal();
     tracing::info!(
         url = %format!("http://{address}"),
         public_url = %public_url,
@@ -268,7 +269,7 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     service
         .run(
             listener,
-            shutdown_signal(),
+            shutdown,
             Duration::from_secs(args.shutdown_grace_secs),
         )
         .await
@@ -453,25 +454,42 @@ async fn probe_database(store: Store, metrics: Metrics) {
 }
 
 /// Resolves on SIGTERM or Ctrl-C; the shutdown trigger of `kadi` and
-/// `kadi-controller`.
-pub async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// `kadi-controller`. The handlers are installed by this call, not when the
+/// future is first polled: a signal that arrives in between (say, right after
+/// start-up is announced) still shuts down gracefully instead of killing the
+/// process.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let terminate = signal(SignalKind::terminate());
+        let interrupt = signal(SignalKind::interrupt());
+        async move {
+            let terminate = async {
+                match terminate {
+                    Ok(mut signal) => {
+                        signal.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            let interrupt = async {
+                match interrupt {
+                    Ok(mut signal) => {
+                        signal.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = terminate => {},
+                _ = interrupt => {},
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+    }
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => {},
-        _ = terminate => {},
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

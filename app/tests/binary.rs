@@ -153,3 +153,47 @@ fn help_explains_every_option() {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }
 }
+
+/// Threads of the runtime named as tokio names its workers.
+#[cfg(target_os = "linux")]
+fn worker_threads_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("tasks of kadi")
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim() == "tokio-rt-worker")
+        .count()
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_threads_follow_the_option() {
+    let output = kadi()
+        .args(["--worker-threads", "0", "migrate"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        error.contains("--worker-threads") && error.contains("1..=1024"),
+        "{error}"
+    );
+
+    let db = common::TestDb::new(Backend::Sqlite).await;
+    let kadi = common::KadiProcess::start(&["--database-url", &db.url, "--worker-threads", "3"]);
+    assert_eq!(worker_threads_of(kadi.pid()), 3);
+    let (status, log) = kadi.terminate().await;
+    assert!(status.success(), "{log}");
+}
+
+/// A SIGTERM that arrives as soon as start-up is announced is a graceful
+/// shutdown, not a kill by the default signal action.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_right_after_start_up_shuts_down_gracefully() {
+    let db = common::TestDb::new(Backend::Sqlite).await;
+    for _ in 0..5 {
+        let kadi = common::KadiProcess::start(&["--database-url", &db.url]);
+        let (exit, log) = kadi.terminate().await;
+        assert!(exit.success(), "kadi exited with {exit}:\n{log}");
+        assert!(log.contains("Click queue drained"), "{log}");
+    }
+}

@@ -41,8 +41,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(address = %args.metrics_listen, "Metrics and probes listening");
 
     let (stop_tx, stop) = watch::channel(false);
+    let signal = kadi::server::shutdown_signal();
     tokio::spawn(async move {
-        kadi::server::shutdown_signal().await;
+        signal.await;
         let _ = stop_tx.send(true);
     });
 

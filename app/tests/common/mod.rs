@@ -470,6 +470,11 @@ impl KadiProcess {
         KadiProcess { base, child, log }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits until a log line contains `text`.
     pub async fn wait_for_log(&self, text: &str) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
