@@ -461,26 +461,19 @@ async fn probe_database(store: Store, metrics: Metrics) {
 pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{signal, SignalKind};
-        let terminate = signal(SignalKind::terminate());
-        let interrupt = signal(SignalKind::interrupt());
+        use tokio::signal::unix::{signal, Signal, SignalKind};
+        /// Resolves on the first delivery; never when the handler failed.
+        async fn delivered(signal: std::io::Result<Signal>) {
+            match signal {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        }
+        let terminate = delivered(signal(SignalKind::terminate()));
+        let interrupt = delivered(signal(SignalKind::interrupt()));
         async move {
-            let terminate = async {
-                match terminate {
-                    Ok(mut signal) => {
-                        signal.recv().await;
-                    }
-                    Err(_) => std::future::pending::<()>().await,
-                }
-            };
-            let interrupt = async {
-                match interrupt {
-                    Ok(mut signal) => {
-                        signal.recv().await;
-                    }
-                    Err(_) => std::future::pending::<()>().await,
-                }
-            };
             tokio::select! {
                 _ = terminate => {},
                 _ = interrupt => {},

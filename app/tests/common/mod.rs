@@ -421,6 +421,8 @@ pub struct KadiProcess {
     pub base: String,
     child: std::process::Child,
     log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Reads the process's standard error into `log`; ends with the process.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl KadiProcess {
@@ -451,7 +453,7 @@ impl KadiProcess {
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let (url_tx, url_rx) = std::sync::mpsc::channel();
         let sink = log.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr)
                 .lines()
                 .map_while(Result::ok)
@@ -467,7 +469,12 @@ impl KadiProcess {
         let base = url_rx
             .recv_timeout(Duration::from_secs(20))
             .unwrap_or_else(|_| panic!("kadi did not start: {:?}", log.lock().unwrap()));
-        KadiProcess { base, child, log }
+        KadiProcess {
+            base,
+            child,
+            log,
+            reader: Some(reader),
+        }
     }
 
     /// The process id.
@@ -510,8 +517,14 @@ impl KadiProcess {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        // The log reader ends with the process's stderr.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The log reader ends with the process's stderr: every line is read
+        // once it has finished, however busy the machine is.
+        if let Some(reader) = self.reader.take() {
+            tokio::task::spawn_blocking(move || reader.join())
+                .await
+                .expect("join the log reader")
+                .expect("log reader");
+        }
         let log = self.log.lock().unwrap().join("\n");
         (exit, log)
     }
