@@ -146,6 +146,8 @@ fn help_explains_every_option() {
         "--database-url",
         "--redis-url",
         "--public-url",
+        "--worker-threads",
+        "[env: KADI_WORKER_THREADS=",
         "[env: KADI_LISTEN=",
         "migrate",
         "import",
