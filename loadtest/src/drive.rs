@@ -21,6 +21,8 @@ use tokio::net::TcpStream;
 /// One request to send.
 #[derive(Debug, Clone)]
 pub struct Call {
+    /// What the request is, for latency by kind: `redirect`, `create`, `read`.
+    pub kind: &'static str,
     /// `GET` or `POST`.
     pub method: &'static str,
     /// Path and query.
@@ -55,6 +57,36 @@ pub struct Measurement {
     pub p99_ms: f64,
     /// 99.9th percentile.
     pub p999_ms: f64,
+    /// Latency of each kind of request, when a scenario mixes kinds.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub by_kind: Vec<KindLatency>,
+}
+
+/// The latency of one kind of request within a measurement.
+#[derive(Debug, Clone, Serialize)]
+pub struct KindLatency {
+    /// `redirect`, `create`, `read`, …
+    pub kind: String,
+    /// Requests of this kind answered with an expected status.
+    pub ok: u64,
+    /// Median, in milliseconds.
+    pub p50_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// 99.9th percentile.
+    pub p999_ms: f64,
+}
+
+/// Microseconds from 1 µs to a minute, three significant digits.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
+}
+
+/// Latency percentiles of `histogram` in milliseconds: p50, p90, p99, p99.9.
+fn percentiles(histogram: &Histogram<u64>) -> [f64; 4] {
+    [0.5, 0.9, 0.99, 0.999].map(|q| histogram.value_at_quantile(q) as f64 / 1000.0)
 }
 
 impl Measurement {
@@ -65,7 +97,9 @@ impl Measurement {
 }
 
 struct ConnectionResult {
-    histogram: Histogram<u64>,
+    /// One histogram per kind of request, in the order the kinds first came;
+    /// scenarios have at most a handful of kinds, so a list beats a map.
+    by_kind: Vec<(&'static str, Histogram<u64>)>,
     ok: u64,
     errors: BTreeMap<String, u64>,
 }
@@ -93,8 +127,7 @@ pub async fn run(
     }
     tokio::time::sleep(duration).await;
     stop.store(true, Ordering::Release);
-    let mut histogram =
-        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+    let mut by_kind: Vec<(&'static str, Histogram<u64>)> = Vec::new();
     let mut ok = 0;
     let mut errors = BTreeMap::new();
     for task in tasks {
@@ -102,7 +135,12 @@ pub async fn run(
         // on a dead connection; count it and move on.
         match tokio::time::timeout(Duration::from_secs(5), task).await {
             Ok(Ok(result)) => {
-                histogram.add(&result.histogram).expect("same bounds");
+                for (kind, histogram) in &result.by_kind {
+                    match by_kind.iter_mut().find(|(k, _)| k == kind) {
+                        Some((_, all)) => all.add(histogram).expect("same bounds"),
+                        None => by_kind.push((kind, histogram.clone())),
+                    }
+                }
                 ok += result.ok;
                 for (kind, n) in result.errors {
                     *errors.entry(kind).or_default() += n;
@@ -112,17 +150,40 @@ pub async fn run(
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+    let mut all = histogram();
+    for (_, histogram) in &by_kind {
+        all.add(histogram).expect("same bounds");
+    }
+    let [p50_ms, p90_ms, p99_ms, p999_ms] = percentiles(&all);
+    let by_kind = if by_kind.len() > 1 {
+        by_kind
+            .iter()
+            .map(|(kind, histogram)| {
+                let [p50_ms, p90_ms, p99_ms, p999_ms] = percentiles(histogram);
+                KindLatency {
+                    kind: (*kind).to_owned(),
+                    ok: histogram.len(),
+                    p50_ms,
+                    p90_ms,
+                    p99_ms,
+                    p999_ms,
+                }
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     Measurement {
         connections,
         seconds,
         ok,
         errors,
         throughput: ok as f64 / seconds,
-        p50_ms: ms(0.5),
-        p90_ms: ms(0.9),
-        p99_ms: ms(0.99),
-        p999_ms: ms(0.999),
+        p50_ms,
+        p90_ms,
+        p99_ms,
+        p999_ms,
+        by_kind,
     }
 }
 
@@ -133,7 +194,7 @@ async fn drive_connection(
     picker: Picker,
 ) -> ConnectionResult {
     let mut result = ConnectionResult {
-        histogram: Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
+        by_kind: Vec::new(),
         ok: 0,
         errors: BTreeMap::new(),
     };
@@ -195,7 +256,15 @@ async fn drive_connection(
                     let micros = sent.elapsed().as_micros().max(1) as u64;
                     if call.expect.contains(&status) {
                         result.ok += 1;
-                        let _ = result.histogram.record(micros);
+                        let histogram =
+                            match result.by_kind.iter().position(|(k, _)| *k == call.kind) {
+                                Some(at) => &mut result.by_kind[at].1,
+                                None => {
+                                    result.by_kind.push((call.kind, histogram()));
+                                    &mut result.by_kind.last_mut().expect("just pushed").1
+                                }
+                            };
+                        let _ = histogram.record(micros);
                     } else {
                         fail(&mut result, format!("status {status}"));
                     }
@@ -213,9 +282,103 @@ async fn drive_connection(
 /// A picker that sends one of `codes` as a redirect, uniformly.
 pub fn redirects(codes: Arc<Vec<String>>) -> Picker {
     Arc::new(move |rng: &mut SmallRng| Call {
+        kind: "redirect",
         method: "GET",
         path: format!("/{}", codes[rng.random_range(0..codes.len())]),
         body: None,
         expect: &[301, 302, 307, 308],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use std::sync::atomic::AtomicU64;
+
+    /// How long the test server holds every `read`.
+    const SLOW: Duration = Duration::from_millis(20);
+
+    /// A server on a free loopback port that answers `/r` with a 302 at once
+    /// and `/slow` with a 200 after [`SLOW`], counting what it answered.
+    async fn server() -> (SocketAddr, Arc<[AtomicU64; 2]>) {
+        let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let (fast, slow) = (counts.clone(), counts.clone());
+        let app = axum::Router::new()
+            .route(
+                "/r",
+                get(move || async move {
+                    fast[0].fetch_add(1, Ordering::Relaxed);
+                    (StatusCode::FOUND, [("location", "http://127.0.0.1:9/")])
+                }),
+            )
+            .route(
+                "/slow",
+                get(move || async move {
+                    tokio::time::sleep(SLOW).await;
+                    slow[1].fetch_add(1, Ordering::Relaxed);
+                    StatusCode::OK
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (address, counts)
+    }
+
+    fn call(kind: &'static str, path: &str, expect: &'static [u16]) -> Call {
+        Call {
+            kind,
+            method: "GET",
+            path: path.to_owned(),
+            body: None,
+            expect,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_kind_of_request_gets_its_own_latency() {
+        let (address, counts) = server().await;
+        let picker: Picker = Arc::new(|rng: &mut SmallRng| {
+            if rng.random_bool(0.5) {
+                call("redirect", "/r", &[302])
+            } else {
+                call("read", "/slow", &[200])
+            }
+        });
+        let m = run(address, 4, Duration::from_millis(800), picker).await;
+
+        assert_eq!(m.error_count(), 0, "{:?}", m.errors);
+        let kind = |name: &str| {
+            m.by_kind
+                .iter()
+                .find(|k| k.kind == name)
+                .unwrap_or_else(|| panic!("no {name} in {:?}", m.by_kind))
+        };
+        let (redirect, read) = (kind("redirect"), kind("read"));
+        assert_eq!(m.by_kind.len(), 2);
+        // Every answer the server gave is counted under its own kind.
+        assert_eq!(redirect.ok, counts[0].load(Ordering::Relaxed));
+        assert_eq!(read.ok, counts[1].load(Ordering::Relaxed));
+        assert_eq!(redirect.ok + read.ok, m.ok);
+        assert!(redirect.ok > 0 && read.ok > 0);
+        // Reads wait at least SLOW on the server, so none of them can land
+        // below it; the whole run's median mixes both kinds.
+        let slow_ms = SLOW.as_secs_f64() * 1000.0;
+        assert!(read.p50_ms >= slow_ms, "read p50 {} ms", read.p50_ms);
+        assert!(redirect.p50_ms <= read.p50_ms);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_single_kind_reports_no_split() {
+        let (address, counts) = server().await;
+        let picker: Picker = Arc::new(|_: &mut SmallRng| call("redirect", "/r", &[302]));
+        let m = run(address, 2, Duration::from_millis(300), picker).await;
+        assert_eq!(m.ok, counts[0].load(Ordering::Relaxed));
+        assert!(m.ok > 0);
+        assert!(m.by_kind.is_empty());
+        let json = serde_json::to_value(&m).unwrap();
+        assert!(json.get("by_kind").is_none(), "{json}");
+    }
 }

@@ -201,6 +201,34 @@ impl Report {
                     .unwrap_or_else(|| "–".into())
             );
         }
+        let mixed: Vec<&ScenarioResult> = self
+            .scenarios
+            .iter()
+            .filter(|r| !r.measurement.by_kind.is_empty())
+            .collect();
+        if !mixed.is_empty() {
+            let _ = writeln!(
+                md,
+                "\n## Latency by kind of request\n\n| scenario | server | conns | kind | answered | p50 ms | p90 ms | p99 ms | p99.9 ms |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+            );
+            for r in mixed {
+                for k in &r.measurement.by_kind {
+                    let _ = writeln!(
+                        md,
+                        "| {} | {} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |",
+                        r.scenario,
+                        r.target,
+                        r.measurement.connections,
+                        k.kind,
+                        k.ok,
+                        k.p50_ms,
+                        k.p90_ms,
+                        k.p99_ms,
+                        k.p999_ms
+                    );
+                }
+            }
+        }
         let _ = writeln!(md, "\n## Ratios to the references of the same run\n\n| scenario | conns | reference | throughput | p99 |\n| --- | --- | --- | --- | --- |");
         for r in &self.ratios {
             let _ = writeln!(

@@ -91,6 +91,7 @@ pub async fn warm_codes(server: &Server, n: usize, limit: Duration) -> anyhow::R
         Arc::new(move |_: &mut SmallRng| {
             let i = next.fetch_add(1, Ordering::Relaxed) as usize % n.max(1);
             Call {
+                kind: "redirect",
                 method: "GET",
                 path: format!("/{}", code(i)),
                 body: None,
@@ -116,6 +117,7 @@ pub fn mixed_picker(seeded: usize) -> Picker {
         let roll = rng.random_range(0..100);
         if roll < 90 {
             Call {
+                kind: "redirect",
                 method: "GET",
                 path: format!("/{}", code(rng.random_range(0..HOT_CODES))),
                 body: None,
@@ -124,6 +126,7 @@ pub fn mixed_picker(seeded: usize) -> Picker {
         } else if roll < 98 {
             let n = created.fetch_add(1, Ordering::Relaxed);
             Call {
+                kind: "create",
                 method: "POST",
                 path: "/urls".into(),
                 body: Some(format!(
@@ -133,6 +136,7 @@ pub fn mixed_picker(seeded: usize) -> Picker {
             }
         } else {
             Call {
+                kind: "read",
                 method: "GET",
                 path: format!("/urls/{}", rng.random_range(1..=seeded)),
                 body: None,
@@ -147,6 +151,7 @@ pub fn mixed_picker(seeded: usize) -> Picker {
 pub fn distinct_unknown_picker() -> Picker {
     let next = Arc::new(AtomicU64::new(0));
     Arc::new(move |_: &mut SmallRng| Call {
+        kind: "unknown code",
         method: "GET",
         path: format!("/m{}", next.fetch_add(1, Ordering::Relaxed)),
         body: None,
