@@ -80,7 +80,7 @@ pub struct KindLatency {
 }
 
 /// Microseconds from 1 µs to a minute, three significant digits.
-fn histogram() -> Histogram<u64> {
+fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
 }
 
@@ -150,7 +150,7 @@ pub async fn run(
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    let mut all = histogram();
+    let mut all = new_histogram();
     for (_, histogram) in &by_kind {
         all.add(histogram).expect("same bounds");
     }
@@ -260,7 +260,7 @@ async fn drive_connection(
                             match result.by_kind.iter().position(|(k, _)| *k == call.kind) {
                                 Some(at) => &mut result.by_kind[at].1,
                                 None => {
-                                    result.by_kind.push((call.kind, histogram()));
+                                    result.by_kind.push((call.kind, new_histogram()));
                                     &mut result.by_kind.last_mut().expect("just pushed").1
                                 }
                             };
