@@ -84,6 +84,22 @@ fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
 }
 
+/// Histograms by kind of request, in the order the kinds first came;
+/// scenarios have at most a handful of kinds, so a list beats a map.
+type ByKind = Vec<(&'static str, Histogram<u64>)>;
+
+/// The histogram of `kind` in `by_kind`, added empty when it is new.
+fn histogram_of<'a>(by_kind: &'a mut ByKind, kind: &'static str) -> &'a mut Histogram<u64> {
+    let at = match by_kind.iter().position(|(k, _)| *k == kind) {
+        Some(at) => at,
+        None => {
+            by_kind.push((kind, new_histogram()));
+            by_kind.len() - 1
+        }
+    };
+    &mut by_kind[at].1
+}
+
 /// Latency percentiles of `histogram` in milliseconds: p50, p90, p99, p99.9.
 fn percentiles(histogram: &Histogram<u64>) -> [f64; 4] {
     [0.5, 0.9, 0.99, 0.999].map(|q| histogram.value_at_quantile(q) as f64 / 1000.0)
@@ -97,9 +113,8 @@ impl Measurement {
 }
 
 struct ConnectionResult {
-    /// One histogram per kind of request, in the order the kinds first came;
-    /// scenarios have at most a handful of kinds, so a list beats a map.
-    by_kind: Vec<(&'static str, Histogram<u64>)>,
+    /// Latency of each kind of request.
+    by_kind: ByKind,
     ok: u64,
     errors: BTreeMap<String, u64>,
 }
@@ -127,7 +142,7 @@ pub async fn run(
     }
     tokio::time::sleep(duration).await;
     stop.store(true, Ordering::Release);
-    let mut by_kind: Vec<(&'static str, Histogram<u64>)> = Vec::new();
+    let mut by_kind = ByKind::new();
     let mut ok = 0;
     let mut errors = BTreeMap::new();
     for task in tasks {
@@ -136,10 +151,9 @@ pub async fn run(
         match tokio::time::timeout(Duration::from_secs(5), task).await {
             Ok(Ok(result)) => {
                 for (kind, histogram) in &result.by_kind {
-                    match by_kind.iter_mut().find(|(k, _)| k == kind) {
-                        Some((_, all)) => all.add(histogram).expect("same bounds"),
-                        None => by_kind.push((kind, histogram.clone())),
-                    }
+                    histogram_of(&mut by_kind, kind)
+                        .add(histogram)
+                        .expect("same bounds");
                 }
                 ok += result.ok;
                 for (kind, n) in result.errors {
@@ -256,15 +270,7 @@ async fn drive_connection(
                     let micros = sent.elapsed().as_micros().max(1) as u64;
                     if call.expect.contains(&status) {
                         result.ok += 1;
-                        let histogram =
-                            match result.by_kind.iter().position(|(k, _)| *k == call.kind) {
-                                Some(at) => &mut result.by_kind[at].1,
-                                None => {
-                                    result.by_kind.push((call.kind, new_histogram()));
-                                    &mut result.by_kind.last_mut().expect("just pushed").1
-                                }
-                            };
-                        let _ = histogram.record(micros);
+                        let _ = histogram_of(&mut result.by_kind, call.kind).record(micros);
                     } else {
                         fail(&mut result, format!("status {status}"));
                     }
