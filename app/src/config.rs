@@ -79,6 +79,13 @@ pub struct GlobalArgs {
         global = true
     )]
     pub database_max_connections: u32,
+    /// Seconds a PostgreSQL operation (a query or a transaction, waiting for
+    /// a connection included) may take before it is given up and its request
+    /// answers 503; a hung server or a network partition then costs requests
+    /// this long instead of minutes. At least 1.
+    #[arg(long, env = "KADI_DATABASE_TIMEOUT_SECS", default_value_t = 10, global = true,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub database_timeout_secs: u64,
     /// Log format: `auto` (text in a terminal, JSON otherwise), `json` or `text`.
     #[arg(long, env = "KADI_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto,
           global = true)]

@@ -418,7 +418,8 @@ pub async fn import(global: &GlobalArgs, args: &crate::config::ImportArgs) -> an
 async fn connect(global: &GlobalArgs) -> anyhow::Result<Store> {
     let store = Store::connect(&global.database_url, global.database_max_connections)
         .await
-        .context("cannot open the database")?;
+        .context("cannot open the database")?
+        .with_deadline(Duration::from_secs(global.database_timeout_secs));
     store
         .migrate()
         .await

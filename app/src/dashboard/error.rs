@@ -137,7 +137,7 @@ impl IntoResponse for PageError {
 impl From<StoreError> for PageError {
     fn from(error: StoreError) -> PageError {
         match error {
-            StoreError::Unavailable(_) => PageError::unavailable(error),
+            StoreError::Unavailable(_) | StoreError::TimedOut(_) => PageError::unavailable(error),
             StoreError::Conflict(_) => PageError::new(
                 StatusCode::CONFLICT,
                 "Conflict",

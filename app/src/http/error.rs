@@ -118,6 +118,12 @@ impl From<StoreError> for ApiError {
                 message: "database is unavailable, retry later".to_owned(),
                 source: Some(Box::new(error)),
             },
+            StoreError::TimedOut(_) => ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "unavailable",
+                message: format!("{error}, retry later"),
+                source: Some(Box::new(error)),
+            },
             StoreError::Conflict(_) => {
                 ApiError::conflict("conflict", "conflicts with an existing row")
             }

@@ -224,7 +224,7 @@ impl Store {
                     Pace::Steady => STEADY_COPY_ROWS,
                     Pace::CatchUp => clicks.len(),
                 };
-                insert_clicks_postgres(pool, clicks, rows_per_copy, &per_link).await
+                insert_clicks_postgres(self, pool, clicks, rows_per_copy, &per_link).await
             }
             Pool::Sqlite(pool) => insert_clicks_sqlite(pool, clicks, &per_link).await,
         }
@@ -248,30 +248,39 @@ const COPY_CLICKS: &str =
 /// to parse or plan, no text to parse for numbers and times, and rows written
 /// to the table a page at a time rather than one by one.
 async fn insert_clicks_postgres(
+    store: &Store,
     pool: &PgPool,
     clicks: &[ClickRow],
     rows_per_copy: usize,
     per_link: &BTreeMap<i64, i64>,
 ) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await?;
-    let mut data = Vec::new();
-    for chunk in clicks.chunks(rows_per_copy.max(1)) {
-        copy_data(chunk, &mut data);
-        let mut copy = tx.copy_in_raw(COPY_CLICKS).await?;
-        copy.send(data.as_slice()).await?;
-        copy.finish().await?;
-    }
-    if !per_link.is_empty() {
-        let (ids, counts): (Vec<i64>, Vec<i64>) = per_link.iter().map(|(id, n)| (*id, *n)).unzip();
-        sqlx::query(
-            "UPDATE links SET click_count = click_count + c.clicks \
-             FROM UNNEST($1::int8[], $2::int8[]) AS c(id, clicks) WHERE links.id = c.id",
-        )
-        .bind(ids)
-        .bind(counts)
-        .execute(&mut *tx)
-        .await?;
-    }
+    let written = async {
+        let mut tx = pool.begin().await?;
+        let mut data = Vec::new();
+        for chunk in clicks.chunks(rows_per_copy.max(1)) {
+            copy_data(chunk, &mut data);
+            let mut copy = tx.copy_in_raw(COPY_CLICKS).await?;
+            copy.send(data.as_slice()).await?;
+            copy.finish().await?;
+        }
+        if !per_link.is_empty() {
+            let (ids, counts): (Vec<i64>, Vec<i64>) =
+                per_link.iter().map(|(id, n)| (*id, *n)).unzip();
+            sqlx::query(
+                "UPDATE links SET click_count = click_count + c.clicks \
+                 FROM UNNEST($1::int8[], $2::int8[]) AS c(id, clicks) WHERE links.id = c.id",
+            )
+            .bind(ids)
+            .bind(counts)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Ok(tx)
+    };
+    // Up to the commit, a batch given up rolls back and is retried whole.
+    let tx = store.within_deadline(written).await?;
+    // The commit itself is waited for however long it takes: once sent it may
+    // apply, and giving up on it here would store the retried batch twice.
     tx.commit().await?;
     Ok(())
 }

@@ -247,38 +247,41 @@ impl Store {
         );
         let details = json!({ "fields": patch.changed_fields() });
         let link = on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
-            let link = sqlx::query_as::<_, Link>(&sql)
-                .bind(id)
-                .bind(patch.original_url.as_deref())
-                .bind(patch.title.is_some())
-                .bind(patch.title.clone().flatten())
-                .bind(patch.is_active)
-                .bind(patch.redirect_status)
-                .bind(patch.expires_at.is_some())
-                .bind(patch.expires_at.flatten())
-                .bind(patch.max_visits.is_some())
-                .bind(patch.max_visits.flatten())
+            async {
+                let mut tx = pool.begin().await?;
+                let link = sqlx::query_as::<_, Link>(&sql)
+                    .bind(id)
+                    .bind(patch.original_url.as_deref())
+                    .bind(patch.title.is_some())
+                    .bind(patch.title.clone().flatten())
+                    .bind(patch.is_active)
+                    .bind(patch.redirect_status)
+                    .bind(patch.expires_at.is_some())
+                    .bind(patch.expires_at.flatten())
+                    .bind(patch.max_visits.is_some())
+                    .bind(patch.max_visits.flatten())
+                    .bind(now)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(link) = link else {
+                    return Ok(None);
+                };
+                sqlx::query(
+                    "INSERT INTO events (url_id, user_id, event_type, timestamp, details) \
+                     VALUES ($1, $2, 'updated', $3, $4)",
+                )
+                .bind(link.id)
+                .bind(actor.or(link.user_id))
                 .bind(now)
-                .fetch_optional(&mut *tx)
+                .bind(Json(details))
+                .execute(&mut *tx)
                 .await?;
-            let Some(link) = link else {
-                return Ok(None);
-            };
-            sqlx::query(
-                "INSERT INTO events (url_id, user_id, event_type, timestamp, details) \
-                 VALUES ($1, $2, 'updated', $3, $4)",
-            )
-            .bind(link.id)
-            .bind(actor.or(link.user_id))
-            .bind(now)
-            .bind(Json(details))
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            link
+                tx.commit().await?;
+                Ok::<_, StoreError>(Some(link))
+            }
+            .await?
         });
-        Ok(Some(link))
+        Ok(link)
     }
 
     /// Deletes a live link (it stays in the table for its analytics, and its
@@ -292,30 +295,33 @@ impl Store {
              WHERE id = $1 AND deleted_at IS NULL RETURNING {LINK_COLUMNS}"
         );
         let link = on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
-            let link = sqlx::query_as::<_, Link>(&sql)
-                .bind(id)
+            async {
+                let mut tx = pool.begin().await?;
+                let link = sqlx::query_as::<_, Link>(&sql)
+                    .bind(id)
+                    .bind(now)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(link) = link else {
+                    return Ok(None);
+                };
+                let details = json!({ "short_code": link.short_code });
+                sqlx::query(
+                    "INSERT INTO events (url_id, user_id, event_type, timestamp, details) \
+                     VALUES ($1, $2, 'deleted', $3, $4)",
+                )
+                .bind(link.id)
+                .bind(link.user_id)
                 .bind(now)
-                .fetch_optional(&mut *tx)
+                .bind(Json(details))
+                .execute(&mut *tx)
                 .await?;
-            let Some(link) = link else {
-                return Ok(None);
-            };
-            let details = json!({ "short_code": link.short_code });
-            sqlx::query(
-                "INSERT INTO events (url_id, user_id, event_type, timestamp, details) \
-                 VALUES ($1, $2, 'deleted', $3, $4)",
-            )
-            .bind(link.id)
-            .bind(link.user_id)
-            .bind(now)
-            .bind(Json(details))
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            link
+                tx.commit().await?;
+                Ok::<_, StoreError>(Some(link))
+            }
+            .await?
         });
-        Ok(Some(link))
+        Ok(link)
     }
 
     /// Counts one visit of a link with a visit limit, atomically: `true` when

@@ -38,6 +38,11 @@ pub use users::{Upserted, User, UserPatch, UserUpsert};
 // takes the replica out of its Service (docs/failure-modes.md).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Longest a PostgreSQL operation may take unless [`Store::with_deadline`]
+/// says otherwise: far above any query Kadi runs on a healthy server, and
+/// short enough that a request gets its 503 while the client still waits.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
+
 /// How long SQLite waits on a lock held by another connection before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -62,6 +67,10 @@ pub enum StoreError {
     /// Applying migrations failed.
     #[error("database migration failed")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+    /// PostgreSQL did not finish the operation within the store's deadline:
+    /// a hung server, a network partition, or a statement stuck on a lock.
+    #[error("database did not answer within {} s", .0.as_secs_f64())]
+    TimedOut(Duration),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -117,7 +126,13 @@ macro_rules! on_pool {
         let _in_flight = $store.enter();
         match &$store.pool {
             $crate::store::Pool::Sqlite($pool) => $body,
-            $crate::store::Pool::Postgres($pool) => $body,
+            $crate::store::Pool::Postgres($pool) => {
+                // `return` inside `$body` leaves only this block here, so the
+                // bodies that stop early do so from an inner `async` block of
+                // their own, the same on both arms.
+                let work = async { Ok::<_, $crate::store::StoreError>($body) };
+                $store.within_deadline(work).await?
+            }
         }
     }};
 }
@@ -133,6 +148,8 @@ pub struct Store {
     /// Store operations under way, for the pool metrics.
     in_flight: Arc<AtomicI64>,
     max_connections: u32,
+    /// Longest a PostgreSQL operation may take, connection included.
+    deadline: Duration,
 }
 
 /// Counts an operation as in flight until dropped.
@@ -168,9 +185,6 @@ impl Store {
             || database_url.starts_with("postgresql://")
         {
             let options = PgConnectOptions::from_str(database_url).map_err(StoreError::Setup)?;
-            // Limitation: no statement timeout is set, so a query on a
-            // connection whose server stopped answering without closing it (a
-            // network partition) waits until TCP gives up, minutes later.
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -196,6 +210,7 @@ impl Store {
             sqlite_writes: Arc::new(Mutex::new(())),
             in_flight: Arc::new(AtomicI64::new(0)),
             max_connections,
+            deadline: DEFAULT_DEADLINE,
         })
     }
 
@@ -257,7 +272,35 @@ impl Store {
 
     /// Closes every connection; used on shutdown.
     pub async fn close(&self) {
-        on_pool!(self, |pool| pool.close().await)
+        match &self.pool {
+            Pool::Sqlite(pool) => pool.close().await,
+            Pool::Postgres(pool) => pool.close().await,
+        }
+    }
+
+    /// The same store, with every PostgreSQL operation cut off after
+    /// `deadline` ([`DEFAULT_DEADLINE`] otherwise).
+    pub fn with_deadline(mut self, deadline: Duration) -> Store {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Runs `work`, a PostgreSQL operation, giving up with
+    /// [`StoreError::TimedOut`] once the deadline passes. A server that hangs
+    /// without closing its connections would otherwise hold the caller until
+    /// TCP gives up, minutes later. Giving up drops the operation: a
+    /// transaction not yet committed rolls back, and the connection is only
+    /// reused once it answers again.
+    // Limitation: an operation cut off after it sent `COMMIT` may still have
+    // committed, so its caller sees a 503 for a change that was made. The
+    // click writer does not give up on a commit, so no batch is stored twice.
+    pub(crate) async fn within_deadline<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.deadline, work)
+            .await
+            .unwrap_or(Err(StoreError::TimedOut(self.deadline)))
     }
 
     /// Serialises writers on SQLite; a no-op on PostgreSQL.

@@ -209,41 +209,45 @@ impl Store {
         let _guard = self.write_guard().await;
         let now = Utc::now();
         let codes = on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
-            let deleted = sqlx::query(
-                "UPDATE users SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL",
-            )
-            .bind(id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            if deleted.rows_affected() == 0 {
-                return Ok(None);
-            }
-            let links: Vec<(i64, String)> = sqlx::query_as(
-                "UPDATE links SET deleted_at = $2, is_active = FALSE, updated_at = $2 \
-                 WHERE user_id = $1 AND deleted_at IS NULL RETURNING id, short_code",
-            )
-            .bind(id)
-            .bind(now)
-            .fetch_all(&mut *tx)
-            .await?;
-            for (link_id, code) in &links {
-                let details = serde_json::json!({ "short_code": code, "reason": "owner deleted" });
-                sqlx::query(
-                    "INSERT INTO events (url_id, user_id, event_type, timestamp, details) \
-                     VALUES ($1, $2, 'deleted', $3, $4)",
+            async {
+                let mut tx = pool.begin().await?;
+                let deleted = sqlx::query(
+                    "UPDATE users SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL",
                 )
-                .bind(link_id)
                 .bind(id)
                 .bind(now)
-                .bind(sqlx::types::Json(details))
                 .execute(&mut *tx)
                 .await?;
+                if deleted.rows_affected() == 0 {
+                    return Ok(None);
+                }
+                let links: Vec<(i64, String)> = sqlx::query_as(
+                    "UPDATE links SET deleted_at = $2, is_active = FALSE, updated_at = $2 \
+                     WHERE user_id = $1 AND deleted_at IS NULL RETURNING id, short_code",
+                )
+                .bind(id)
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await?;
+                for (link_id, code) in &links {
+                    let details =
+                        serde_json::json!({ "short_code": code, "reason": "owner deleted" });
+                    sqlx::query(
+                        "INSERT INTO events (url_id, user_id, event_type, timestamp, details) \
+                         VALUES ($1, $2, 'deleted', $3, $4)",
+                    )
+                    .bind(link_id)
+                    .bind(id)
+                    .bind(now)
+                    .bind(sqlx::types::Json(details))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok::<_, StoreError>(Some(links.into_iter().map(|(_, code)| code).collect()))
             }
-            tx.commit().await?;
-            links.into_iter().map(|(_, code)| code).collect()
+            .await?
         });
-        Ok(Some(codes))
+        Ok(codes)
     }
 }

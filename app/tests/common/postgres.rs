@@ -82,6 +82,39 @@ impl PostgresServer {
         self.pg_ctl(&["restart", "-w", "-t", "30", "-m", "fast"]);
     }
 
+    /// Freezes the cluster (SIGSTOP to the postmaster and every backend):
+    /// connections stay open and new ones are accepted by the kernel, but
+    /// nothing answers, as when the server hangs or the network between
+    /// drops packets. [`Self::thaw`] lets it go on.
+    pub fn freeze(&self) {
+        self.signal_all("-STOP").expect("freeze PostgreSQL");
+    }
+
+    /// Lets a frozen cluster go on where it stopped.
+    pub fn thaw(&self) {
+        self.signal_all("-CONT").expect("thaw PostgreSQL");
+    }
+
+    /// Sends `signal` to the postmaster and every process it started.
+    fn signal_all(&self, signal: &str) -> Result<(), String> {
+        let pid_file = std::fs::read_to_string(self.data_dir().join("postmaster.pid"))
+            .map_err(|error| format!("postmaster.pid: {error}"))?;
+        let postmaster = pid_file.lines().next().unwrap_or_default().trim();
+        // Children first, so that none is left running under a stopped parent.
+        let _ = Command::new("pkill")
+            .args([signal, "-P", postmaster])
+            .status();
+        let sent = Command::new("kill")
+            .args([signal, postmaster])
+            .status()
+            .map_err(|error| format!("kill: {error}"))?;
+        if sent.success() {
+            Ok(())
+        } else {
+            Err(format!("kill {signal} {postmaster} failed"))
+        }
+    }
+
     fn pg_ctl(&self, args: &[&str]) {
         let log = self.dir.join("server.log");
         run(self
@@ -111,6 +144,8 @@ impl PostgresServer {
 
 impl Drop for PostgresServer {
     fn drop(&mut self) {
+        // A frozen cluster would not hear the stop below.
+        let _ = self.signal_all("-CONT");
         let _ = self
             .as_owner(&self.bin.join("pg_ctl"))
             .arg("-D")

@@ -394,6 +394,20 @@ fn assert_clean_failures(tally: &Tally, kadi: &Kadi) {
 
 /// Waits until Kadi takes writes again, keeps the load on for two more
 /// seconds in phase `after`, and returns how long the wait took and the tally.
+/// Creates the user `name` while a fault lasts: the answer, and how long it
+/// took to come.
+async fn write_during_fault(kadi: &Kadi, name: &str) -> (reqwest::Response, Duration) {
+    let started = Instant::now();
+    let response = kadi
+        .client
+        .post(kadi.url("/users"))
+        .json(&json!({"username": name, "email": format!("{name}@example.com")}))
+        .send()
+        .await
+        .expect("a write is answered during the fault");
+    (response, started.elapsed())
+}
+
 async fn finish_after_recovery(kadi: &Kadi, load: Load) -> (Duration, Tally) {
     let waited = wait_until("a write after recovery", RECOVERY_LIMIT, || async {
         kadi.create_user().await.ok() == Some(StatusCode::CREATED)
@@ -449,15 +463,7 @@ async fn postgres_outage_keeps_cached_redirects_and_loses_nothing_acknowledged()
     .await;
 
     // A write answers 503, with Retry-After and the error shape, in bounded time.
-    let started = Instant::now();
-    let response = kadi
-        .client
-        .post(kadi.url("/users"))
-        .json(&json!({"username": "during", "email": "during@example.com"}))
-        .send()
-        .await
-        .expect("a write is answered while the database is down");
-    let write_answer = started.elapsed();
+    let (response, write_answer) = write_during_fault(&kadi, "during").await;
     assert!(
         response.headers().contains_key("retry-after"),
         "503 without Retry-After"
@@ -501,6 +507,73 @@ async fn postgres_outage_keeps_cached_redirects_and_loses_nothing_acknowledged()
     assert_api_succeeded(&tally, "after");
     // The promise: clicks served before and during an outage are stored once
     // the database is back, as long as the queue did not overflow.
+    aftermath.assert_nothing_lost();
+}
+
+/// The database deadline the hang scenario runs `kadi` with.
+const HANG_DEADLINE: Duration = Duration::from_secs(2);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_hang_answers_within_the_deadline_and_loses_nothing_acknowledged() {
+    let _serial = SERIAL.lock().await;
+    let deadline = HANG_DEADLINE.as_secs().to_string();
+    let (pg, kadi, seed) = start_scenario(&["--database-timeout-secs", &deadline]).await;
+    let load = Load::start(&seed.target, OUTAGE_WORKERS, &["before", "hang", "after"]);
+    sleep(Duration::from_secs(2)).await;
+
+    // The database stops answering but keeps every connection open.
+    load.enter("hang");
+    pg.freeze();
+    let frozen = Instant::now();
+    let (response, write_answer) = write_during_fault(&kadi, "hung").await;
+    let body = common::assert_error(response, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("did not answer")),
+        "503 names the deadline: {body}"
+    );
+    let remaining = Duration::from_secs(6).saturating_sub(frozen.elapsed());
+    sleep(remaining).await;
+    let hang = frozen.elapsed();
+    pg.thaw();
+    let (writes_after, tally) = finish_after_recovery(&kadi, load).await;
+
+    let during = tally.api_in_phase("hang");
+    let aftermath = conclude(
+        "postgres_hang",
+        (&pg, &kadi, &seed),
+        &tally,
+        json!({
+            "hang_ms": ms(hang),
+            "database_deadline_ms": ms(HANG_DEADLINE),
+            "write_answered_during_hang_ms": ms(write_answer),
+            "slowest_api_answer_during_hang_ms": during.max_latency_ms,
+            "writes_after_thaw_ms": ms(writes_after),
+        }),
+    )
+    .await;
+    // Without the deadline these requests waited for TCP to give up, minutes;
+    // the pool's acquire timeout (5 s) does not cover a connection it holds.
+    let bound = HANG_DEADLINE + Duration::from_secs(2);
+    assert!(
+        write_answer < bound,
+        "a write waited {write_answer:?} on a hung database"
+    );
+    assert!(
+        during.status(503) > 0 && during.failed() == 0,
+        "API requests during the hang got 503s and no timeouts: {during:?}"
+    );
+    assert!(
+        Duration::from_millis(during.max_latency_ms) < bound,
+        "the slowest API answer during the hang took {} ms",
+        during.max_latency_ms
+    );
+    assert_api_succeeded(&tally, "before");
+    assert_api_succeeded(&tally, "after");
+    // Clicks served while the database hung are stored once it answers, each
+    // exactly once: a click batch cut off before its commit rolls back and is
+    // retried; a commit already sent is waited for.
     aftermath.assert_nothing_lost();
 }
 
